@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Fresh-machine setup: installs what is missing and nothing else; safe to run any number of times.
+#   1. Bun 1.4.x from the npm registry        (pinned: bun@1.4.5)
+#   2. Zig 0.15.2: a system zig of that version, else PyPI ziglang==0.15.2 (run as python3 -m ziglang)
+#   3. bun install (lockfile frozen), then the native library (zig build, ReleaseFast)
+#   --test-tools also installs the real clients the integration tests drive (Debian packages).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+BUN_VERSION=1.4.5
+ZIG_VERSION=0.15.2
+say() { printf 'setup: %s\n' "$*"; }
+
+# 1. Bun
+bun_version=$(bun --version 2>/dev/null || true)
+case "$bun_version" in
+  1.4.*) say "bun $bun_version present" ;;
+  *)
+    say "installing bun@$BUN_VERSION from the npm registry (found: ${bun_version:-none})"
+    npm install --global --no-fund --no-audit "bun@$BUN_VERSION"
+    if ! command -v bun >/dev/null 2>&1; then
+      echo "setup: bun was installed into $(npm prefix --global)/bin, which is not on PATH; add it and rerun" >&2
+      exit 1
+    fi
+    ;;
+esac
+
+# 2. Zig
+if command -v zig >/dev/null 2>&1 && [ "$(zig version 2>/dev/null)" = "$ZIG_VERSION" ]; then
+  say "system zig $ZIG_VERSION present"
+elif [ "$(python3 -m ziglang version 2>/dev/null || true)" = "$ZIG_VERSION" ]; then
+  say "ziglang $ZIG_VERSION (PyPI) present"
+else
+  say "installing ziglang==$ZIG_VERSION from PyPI"
+  python3 -m pip install --quiet --disable-pip-version-check "ziglang==$ZIG_VERSION" ||
+    python3 -m pip install --quiet --disable-pip-version-check --user --break-system-packages "ziglang==$ZIG_VERSION"
+fi
+
+# 3. Dependencies and the native library
+bun install --frozen-lockfile
+bash .ci/zig.sh build
+say "native library: $(ls zig-out/lib/libsockpool.*)"
+
+# 4. Real clients and peers for the integration tests (Debian packages), only when asked.
+if [ "${1:-}" = "--test-tools" ]; then
+  missing=()
+  command -v curl >/dev/null 2>&1 || missing+=(curl)
+  command -v proxychains4 >/dev/null 2>&1 || missing+=(proxychains4)
+  command -v iperf3 >/dev/null 2>&1 || missing+=(iperf3)
+  if [ ${#missing[@]} -gt 0 ]; then
+    say "installing ${missing[*]} from Debian's packages"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  fi
+fi
+say "done"
