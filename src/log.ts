@@ -1,0 +1,73 @@
+// The logger: levelled, one line per event, text or JSON, written to stderr.
+// Not a log shipper: no files, no rotation; run under systemd or a supervisor for that.
+
+export const LOG_LEVELS = ["debug", "info", "warn", "error"] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+export const LOG_FORMATS = ["text", "json"] as const;
+export type LogFormat = (typeof LOG_FORMATS)[number];
+
+export type LogFields = Record<string, string | number | boolean | null | undefined>;
+
+export interface Logger {
+  debug(message: string, fields?: LogFields): void;
+  info(message: string, fields?: LogFields): void;
+  warn(message: string, fields?: LogFields): void;
+  error(message: string, fields?: LogFields): void;
+  /** A logger that adds `fields` to every line (e.g. `{ worker: 1 }`). */
+  child(fields: LogFields): Logger;
+  enabled(level: LogLevel): boolean;
+}
+
+export interface LoggerOptions {
+  level: LogLevel;
+  format: LogFormat;
+  /** Where lines go; stderr by default. Tests pass a collector. */
+  write?: (line: string) => void;
+}
+
+const RANK: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
+
+function writeStderr(line: string): void {
+  process.stderr.write(line);
+}
+
+/** `key=value`, quoting values that contain spaces, quotes or `=` so a line stays machine-splittable. */
+function textValue(value: string | number | boolean | null): string {
+  const text = String(value);
+  return /[\s"=]/.test(text) || text === "" ? JSON.stringify(text) : text;
+}
+
+function formatLine(
+  format: LogFormat,
+  level: LogLevel,
+  message: string,
+  fields: LogFields,
+): string {
+  const time = new Date().toISOString();
+  if (format === "json") {
+    return `${JSON.stringify({ time, level, msg: message, ...fields })}\n`;
+  }
+  let line = `${time} ${level.toUpperCase().padEnd(5)} ${message}`;
+  for (const key in fields) {
+    const value = fields[key];
+    if (value !== undefined) line += ` ${key}=${textValue(value)}`;
+  }
+  return `${line}\n`;
+}
+
+export function createLogger(options: LoggerOptions, bound: LogFields = {}): Logger {
+  const threshold = RANK[options.level];
+  const write = options.write ?? writeStderr;
+  const emit = (level: LogLevel, message: string, fields?: LogFields): void => {
+    if (RANK[level] < threshold) return;
+    write(formatLine(options.format, level, message, fields ? { ...bound, ...fields } : bound));
+  };
+  return {
+    debug: (message, fields) => emit("debug", message, fields),
+    info: (message, fields) => emit("info", message, fields),
+    warn: (message, fields) => emit("warn", message, fields),
+    error: (message, fields) => emit("error", message, fields),
+    child: (fields) => createLogger(options, { ...bound, ...fields }),
+    enabled: (level) => RANK[level] >= threshold,
+  };
+}

@@ -1,0 +1,56 @@
+// Strategy `local`: a per-thread cache of up to 2·B slot indices in front of the shared queue
+// (native when available), as in seed 003. A warm cache acquires and releases with no atomics and no
+// FFI call; an empty cache refills B at a time, a full one flushes B at a time.
+// Not fair across threads: up to 2·B slots can sit idle in one thread's cache while another thread
+// finds the shared queue empty. flush() returns them (call it when a thread goes idle or exits).
+
+import type { BatchBuffer, SlotQueue } from "./ring.ts";
+import { SlabPool, type SlabPoolInit } from "./slab-pool.ts";
+import { EXHAUSTED } from "./types.ts";
+
+export class LocalPool extends SlabPool {
+  private readonly queue: SlotQueue;
+  private readonly batchSize: number;
+  private readonly cache: BatchBuffer;
+  private readonly values: Uint32Array;
+  private count = 0;
+
+  constructor(init: SlabPoolInit, queue: SlotQueue, batchSize: number) {
+    super(init);
+    this.queue = queue;
+    this.batchSize = batchSize;
+    this.cache = queue.createBatch(2 * batchSize);
+    this.values = this.cache.values;
+  }
+
+  protected take(): number {
+    if (this.count === 0) {
+      this.count = this.queue.popBatch(this.cache, 0, this.batchSize);
+      if (this.count === 0) return EXHAUSTED;
+    }
+    return this.values[--this.count]!;
+  }
+
+  protected give(slot: number): void {
+    if (this.count === this.values.length) {
+      // Full: hand the older half back so other threads can refill, keep the recent (warm) half.
+      this.queue.pushBatch(this.cache, 0, this.batchSize);
+      this.values.copyWithin(0, this.batchSize, this.count);
+      this.count -= this.batchSize;
+    }
+    this.values[this.count++] = slot;
+  }
+
+  protected sharedFree(): number {
+    return this.queue.length();
+  }
+
+  protected override localCached(): number {
+    return this.count;
+  }
+
+  override flush(): void {
+    this.queue.pushBatch(this.cache, 0, this.count);
+    this.count = 0;
+  }
+}

@@ -1,0 +1,160 @@
+// The one module that imports bun:ffi: loads libsockpool (ffi/, built by `zig build`) and wraps its
+// queue as a SlotQueue. Not a fallback policy: index.ts decides what to do when loading fails.
+//
+// Pointers are taken once (ptr() costs ~12 ns) from buffers built on an explicit (Shared)ArrayBuffer;
+// ptr() of a SharedArrayBuffer is the same address in every Worker of the process, so the Zig code
+// works directly on the shared memory. Return types are 32-bit: an i64 would come back as a BigInt.
+
+import { dlopen, FFIType, type Pointer, ptr, suffix } from "bun:ffi";
+import { fileURLToPath } from "node:url";
+import { LAYOUT_FIELDS, type LayoutField } from "./layout.ts";
+import type { BatchBuffer, SlotQueue } from "./ring.ts";
+import { PoolError } from "./types.ts";
+
+const SYMBOLS = {
+  sp_version: { args: [], returns: FFIType.u32 },
+  sp_noop: { args: [], returns: FFIType.void },
+  sp_queue_layout: { args: [FFIType.ptr, FFIType.u32], returns: FFIType.u32 },
+  sp_queue_bytes: { args: [FFIType.u32], returns: FFIType.u32 },
+  sp_queue_init: { args: [FFIType.ptr, FFIType.u32, FFIType.u32], returns: FFIType.i32 },
+  sp_queue_fill: { args: [FFIType.ptr, FFIType.u32], returns: FFIType.i32 },
+  sp_queue_pop: { args: [FFIType.ptr], returns: FFIType.i32 },
+  sp_queue_push: { args: [FFIType.ptr, FFIType.u32], returns: FFIType.void },
+  sp_queue_try_push: { args: [FFIType.ptr, FFIType.u32], returns: FFIType.i32 },
+  sp_queue_pop_batch: { args: [FFIType.ptr, FFIType.ptr, FFIType.u32], returns: FFIType.u32 },
+  sp_queue_push_batch: { args: [FFIType.ptr, FFIType.ptr, FFIType.u32], returns: FFIType.void },
+  sp_queue_len: { args: [FFIType.ptr], returns: FFIType.u32 },
+} as const;
+
+type NativeSymbols = ReturnType<typeof dlopen<typeof SYMBOLS>>["symbols"];
+
+export type NativeLoad =
+  | { ok: true; path: string; symbols: NativeSymbols }
+  | { ok: false; path: string; reason: string };
+
+/** Where the library is looked for: $SOCKPOOL_NATIVE_LIB, else zig-out/lib/ of this checkout. */
+export function nativeLibraryPath(): string {
+  const override = process.env.SOCKPOOL_NATIVE_LIB;
+  if (override) return override;
+  return fileURLToPath(new URL(`../../zig-out/lib/libsockpool.${suffix}`, import.meta.url));
+}
+
+let loaded: NativeLoad | undefined;
+
+/** Loads the library once per thread. Never throws: a failure carries the reason, for one warning. */
+export function loadNative(): NativeLoad {
+  if (loaded) return loaded;
+  const path = nativeLibraryPath();
+  if (process.env.SOCKPOOL_NATIVE === "off") {
+    loaded = { ok: false, path, reason: "disabled by SOCKPOOL_NATIVE=off" };
+    return loaded;
+  }
+  try {
+    const { symbols } = dlopen(path, SYMBOLS);
+    loaded = { ok: true, path, symbols };
+  } catch (error) {
+    const detail = error instanceof Error ? error.message : String(error);
+    loaded = {
+      ok: false,
+      path,
+      reason: `cannot load ${path}: ${detail} (build it with "bun run build:native")`,
+    };
+  }
+  return loaded;
+}
+
+function requireNative(): NativeSymbols {
+  const lib = loadNative();
+  if (!lib.ok) throw new PoolError("POOL_CONFIG", lib.reason);
+  return lib.symbols;
+}
+
+/** The layout constants as the Zig side declares them (see layout.ts for the TypeScript side). */
+export function nativeLayout(): Record<LayoutField, number> {
+  const out = new Uint32Array(new ArrayBuffer(64 * 4));
+  const written = requireNative().sp_queue_layout(ptr(out), out.length);
+  if (written !== LAYOUT_FIELDS.length) {
+    throw new PoolError(
+      "POOL_MEMORY",
+      `native layout has ${written} fields, TypeScript expects ${LAYOUT_FIELDS.length}`,
+    );
+  }
+  const layout = {} as Record<LayoutField, number>;
+  LAYOUT_FIELDS.forEach((field, i) => {
+    layout[field] = out[i]!;
+  });
+  return layout;
+}
+
+export function nativeQueueBytes(capacity: number): number {
+  return requireNative().sp_queue_bytes(capacity);
+}
+
+/** Initialises `memory` as a queue of `capacity` cells and pushes slot indices 0..fill-1. */
+export function nativeInitRing(memory: SharedArrayBuffer, capacity: number, fill: number): void {
+  const lib = requireNative();
+  const address = ptr(memory);
+  const init = lib.sp_queue_init(address, memory.byteLength, capacity);
+  if (init !== 0) {
+    throw new PoolError("POOL_MEMORY", `sp_queue_init(capacity ${capacity}) failed with ${init}`);
+  }
+  const filled = lib.sp_queue_fill(address, fill);
+  if (filled !== 0)
+    throw new PoolError("POOL_MEMORY", `sp_queue_fill(${fill}) failed with ${filled}`);
+}
+
+/** An empty native call: the baseline for what crossing bun:ffi costs. */
+export function nativeNoop(): () => void {
+  return requireNative().sp_noop;
+}
+
+export class NativeRing implements SlotQueue {
+  readonly backend = "native" as const;
+  private readonly address: Pointer;
+  private readonly popFn: NativeSymbols["sp_queue_pop"];
+  private readonly pushFn: NativeSymbols["sp_queue_push"];
+  private readonly popBatchFn: NativeSymbols["sp_queue_pop_batch"];
+  private readonly pushBatchFn: NativeSymbols["sp_queue_push_batch"];
+  private readonly lenFn: NativeSymbols["sp_queue_len"];
+  private readonly tryPushFn: NativeSymbols["sp_queue_try_push"];
+
+  constructor(memory: SharedArrayBuffer) {
+    const lib = requireNative();
+    this.address = ptr(memory);
+    this.popFn = lib.sp_queue_pop;
+    this.pushFn = lib.sp_queue_push;
+    this.tryPushFn = lib.sp_queue_try_push;
+    this.popBatchFn = lib.sp_queue_pop_batch;
+    this.pushBatchFn = lib.sp_queue_push_batch;
+    this.lenFn = lib.sp_queue_len;
+  }
+
+  pop(): number {
+    return this.popFn(this.address);
+  }
+
+  push(value: number): void {
+    this.pushFn(this.address, value);
+  }
+
+  tryPush(value: number): boolean {
+    return this.tryPushFn(this.address, value) === 0;
+  }
+
+  popBatch(batch: BatchBuffer, offset: number, max: number): number {
+    return this.popBatchFn(this.address, (batch.address + offset * 4) as Pointer, max);
+  }
+
+  pushBatch(batch: BatchBuffer, offset: number, count: number): void {
+    this.pushBatchFn(this.address, (batch.address + offset * 4) as Pointer, count);
+  }
+
+  length(): number {
+    return this.lenFn(this.address);
+  }
+
+  createBatch(size: number): BatchBuffer {
+    const values = new Uint32Array(new ArrayBuffer(size * 4));
+    return { values, address: ptr(values) };
+  }
+}

@@ -1,0 +1,49 @@
+// Strategies `queue` and `queue-ts`: every acquire pops and every release pushes on the shared
+// lock-free queue. `queue` runs it in Zig through bun:ffi, `queue-ts` in TypeScript; the memory is
+// the same. Not a cache: see local.ts for the strategy that batches over this queue.
+
+import type { BatchBuffer, SlotQueue } from "./ring.ts";
+import { SlabPool, type SlabPoolInit } from "./slab-pool.ts";
+
+export class QueuePool extends SlabPool {
+  private readonly queue: SlotQueue;
+  private batch: BatchBuffer | null = null;
+
+  constructor(init: SlabPoolInit, queue: SlotQueue) {
+    super(init);
+    this.queue = queue;
+  }
+
+  protected take(): number {
+    return this.queue.pop();
+  }
+
+  protected give(slot: number): void {
+    this.queue.push(slot);
+  }
+
+  protected sharedFree(): number {
+    return this.queue.length();
+  }
+
+  // Batches go through one native call rather than one per index.
+  protected override takeMany(out: Uint32Array, count: number): number {
+    const batch = this.batchOf(count);
+    const n = this.queue.popBatch(batch, 0, count);
+    out.set(batch.values.subarray(0, n));
+    return n;
+  }
+
+  protected override giveMany(slots: Uint32Array, count: number): void {
+    const batch = this.batchOf(count);
+    batch.values.set(slots.subarray(0, count));
+    this.queue.pushBatch(batch, 0, count);
+  }
+
+  private batchOf(count: number): BatchBuffer {
+    if (this.batch === null || this.batch.values.length < count) {
+      this.batch = this.queue.createBatch(Math.max(count, 64));
+    }
+    return this.batch;
+  }
+}

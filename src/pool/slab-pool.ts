@@ -1,0 +1,175 @@
+// What every strategy shares: the slab and its per-thread view cache, this thread's counters, and the
+// checked-mode ownership flags. Not a strategy: subclasses supply take()/give() over their free list.
+//
+// Concurrency note. The counters are plain per-thread numbers (no atomics on the hot path); `free`
+// reads the shared free list, so it is a snapshot while other threads work. Ownership flags (checked
+// mode) live in shared memory and change only by Atomics.exchange, so a slot's state is never torn.
+
+import type { StrategyName } from "./strategies.ts";
+import {
+  type BufferPool,
+  EXHAUSTED,
+  type PoolBackend,
+  PoolError,
+  type PoolStats,
+} from "./types.ts";
+
+/** Checked-mode ownership states of one slot. */
+export const OWNER_NEVER = 0; // never acquired since the pool was made
+export const OWNER_HELD = 1;
+export const OWNER_RELEASED = 2;
+
+export interface SlabPoolInit {
+  strategy: StrategyName;
+  backend: PoolBackend;
+  slots: number;
+  slotBytes: number;
+  /** The shared slab (`slots × slotBytes`); null for the `alloc` baseline, which has none. */
+  slab: SharedArrayBuffer | null;
+  /** One byte per slot when checked mode is on. */
+  owners: Uint8Array | null;
+}
+
+export abstract class SlabPool implements BufferPool {
+  readonly strategy: StrategyName;
+  readonly backend: PoolBackend;
+  readonly slots: number;
+  readonly slotBytes: number;
+  private readonly slab: SharedArrayBuffer | null;
+  private readonly owners: Uint8Array | null;
+  private readonly views: (Uint8Array | undefined)[];
+  private acquiredCount = 0;
+  private releasedCount = 0;
+  private exhaustedCount = 0;
+
+  constructor(init: SlabPoolInit) {
+    this.strategy = init.strategy;
+    this.backend = init.backend;
+    this.slots = init.slots;
+    this.slotBytes = init.slotBytes;
+    this.slab = init.slab;
+    this.owners = init.owners;
+    this.views = [];
+  }
+
+  /** A free index from the shared free list, or EXHAUSTED. */
+  protected abstract take(): number;
+  /** Returns an index to the shared free list. Never fails. */
+  protected abstract give(slot: number): void;
+  /** Slots in the shared free list now. */
+  protected abstract sharedFree(): number;
+
+  protected takeMany(out: Uint32Array, count: number): number {
+    let n = 0;
+    while (n < count) {
+      const slot = this.take();
+      if (slot === EXHAUSTED) break;
+      out[n++] = slot;
+    }
+    return n;
+  }
+
+  protected giveMany(slots: Uint32Array, count: number): void {
+    for (let i = 0; i < count; i++) this.give(slots[i]!);
+  }
+
+  protected localCached(): number {
+    return 0;
+  }
+
+  acquire(): number {
+    const slot = this.take();
+    if (slot === EXHAUSTED) {
+      this.exhaustedCount++;
+      return EXHAUSTED;
+    }
+    this.acquiredCount++;
+    if (this.owners !== null) this.markHeld(slot);
+    return slot;
+  }
+
+  release(slot: number): void {
+    this.checkRange(slot);
+    if (this.owners !== null) this.markReleased(slot);
+    this.releasedCount++;
+    this.give(slot);
+  }
+
+  acquireMany(out: Uint32Array, count: number): number {
+    const n = this.takeMany(out, count);
+    if (n < count) this.exhaustedCount++;
+    this.acquiredCount += n;
+    if (this.owners !== null) for (let i = 0; i < n; i++) this.markHeld(out[i]!);
+    return n;
+  }
+
+  releaseMany(slots: Uint32Array, count: number): void {
+    for (let i = 0; i < count; i++) {
+      this.checkRange(slots[i]!);
+      if (this.owners !== null) this.markReleased(slots[i]!);
+    }
+    this.releasedCount += count;
+    this.giveMany(slots, count);
+  }
+
+  view(slot: number): Uint8Array {
+    const cached = this.views[slot];
+    if (cached !== undefined) return cached;
+    this.checkRange(slot);
+    const view = new Uint8Array(this.slab!, slot * this.slotBytes, this.slotBytes);
+    this.views[slot] = view;
+    return view;
+  }
+
+  stats(): PoolStats {
+    return {
+      strategy: this.strategy,
+      backend: this.backend,
+      slots: this.slots,
+      slot_bytes: this.slotBytes,
+      acquired: this.acquiredCount,
+      released: this.releasedCount,
+      exhausted: this.exhaustedCount,
+      in_use: this.acquiredCount - this.releasedCount,
+      free: this.sharedFree() + this.localCached(),
+      local_cached: this.localCached(),
+      checked: this.owners !== null,
+    };
+  }
+
+  flush(): void {}
+
+  private checkRange(slot: number): void {
+    if (!Number.isInteger(slot) || slot < 0 || slot >= this.slots) {
+      throw new PoolError(
+        "POOL_SLOT_RANGE",
+        `slot ${slot} is not a slot of this pool (expected an integer 0..${this.slots - 1})`,
+      );
+    }
+  }
+
+  private markHeld(slot: number): void {
+    const previous = Atomics.exchange(this.owners!, slot, OWNER_HELD);
+    if (previous === OWNER_HELD) {
+      // The free list handed out a slot someone holds: the pool itself is broken. Crash loudly.
+      throw new PoolError(
+        "POOL_ALREADY_HELD",
+        `${this.strategy} pool handed out slot ${slot}, which is already held (free list corrupted)`,
+      );
+    }
+  }
+
+  private markReleased(slot: number): void {
+    const previous = Atomics.exchange(this.owners!, slot, OWNER_RELEASED);
+    if (previous === OWNER_HELD) return;
+    // Undo our write so the report stays true for the next look, then report.
+    Atomics.store(this.owners!, slot, previous);
+    if (previous === OWNER_RELEASED) {
+      throw new PoolError(
+        "POOL_DOUBLE_RELEASE",
+        `slot ${slot} released twice (it is already back in the ${this.strategy} pool)`,
+      );
+    }
+    throw new PoolError("POOL_NOT_HELD", `slot ${slot} released but never acquired`);
+  }
+}
