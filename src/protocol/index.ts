@@ -1,0 +1,32 @@
+// The SOCKS5 codec's public surface: pure functions from bytes to results and back.
+// Nothing here does I/O; src/proxy owns sockets, timers and the handshake state machine.
+
+export {
+  AuthRequest,
+  decodeAuthReply,
+  decodeAuthRequest,
+  encodeAuthReply,
+  encodeAuthRequest,
+} from "./auth.ts";
+export { replyForConnectError } from "./connect-error.ts";
+export * from "./constants.ts";
+export { type Decoded, ProtocolError, type ProtocolErrorCode } from "./errors.ts";
+export {
+  chooseMethod,
+  decodeGreeting,
+  decodeMethodSelection,
+  encodeGreeting,
+  encodeMethodSelection,
+  type Greeting,
+} from "./greeting.ts";
+export { formatIPv4, formatIPv6, parseIPv4, parseIPv6 } from "./ip.ts";
+export {
+  addressFromHost,
+  decodeReply,
+  decodeRequest,
+  encodeReply,
+  encodeRequest,
+  type SocksAddress,
+  type SocksReply,
+  type SocksRequest,
+} from "./request.ts";
