@@ -1,0 +1,86 @@
+#!/usr/bin/env bun
+// sockpool's entry point: config → pool memory → supervised Workers, and a graceful stop on
+// SIGTERM/SIGINT. Not the proxy itself (src/proxy/, run inside each Worker by src/worker.ts).
+
+import packageJson from "../package.json" with { type: "json" };
+import { loadConfig } from "./config/cli.ts";
+import { CONFIG_EXIT_CODE } from "./config/errors.ts";
+import { workerCount } from "./config/schema.ts";
+import { createLogger } from "./log.ts";
+import { createPoolMemory } from "./pool/index.ts";
+import { listenerAddress, Supervisor } from "./supervisor.ts";
+
+const result = await loadConfig(Bun.argv.slice(2), process.env);
+
+switch (result.kind) {
+  case "help":
+    process.stdout.write(`${result.text}\n`);
+    process.exit(0);
+    break;
+  case "version":
+    process.stdout.write(`sockpool ${packageJson.version} (bun ${Bun.version})\n`);
+    process.exit(0);
+    break;
+  case "error":
+    process.stderr.write(
+      `sockpool: invalid configuration (${result.problems.length} problem${result.problems.length === 1 ? "" : "s"}):\n` +
+        result.problems.map((problem) => `  ${problem}\n`).join("") +
+        "Run sockpool --help for every option.\n",
+    );
+    process.exit(CONFIG_EXIT_CODE);
+}
+
+const { config } = result;
+const log = createLogger({ level: config.log.level, format: config.log.format });
+const workers = workerCount(config.server);
+const memory = createPoolMemory(
+  {
+    strategy: config.pool.strategy,
+    slots: config.pool.slots,
+    slot_bytes: config.pool.slot_bytes,
+    checked: config.pool.checked,
+    local_batch: config.pool.local_batch,
+  },
+  { log },
+);
+const supervisor = new Supervisor(config, memory, workers, log);
+
+try {
+  const listeners = await supervisor.start();
+  for (const listener of listeners) {
+    log.info("listening", {
+      kind: listener.kind,
+      address: listenerAddress(listener),
+      target: listener.target,
+    });
+  }
+  log.info("ready", {
+    workers,
+    pool_strategy: memory.strategy,
+    pool_backend: memory.backend,
+    pool_slots: memory.slots,
+    slot_bytes: memory.slot_bytes,
+    auth: config.socks.enabled ? config.socks.auth : undefined,
+  });
+} catch (error) {
+  log.error("cannot start", { error: (error as Error).message });
+  await supervisor.stop(0);
+  process.exit(1);
+}
+
+let stopping = false;
+async function stop(signal: string): Promise<void> {
+  if (stopping) return;
+  stopping = true;
+  const graceMs = config.server.shutdown_timeout_ms;
+  log.info("stopping", {
+    signal,
+    open_connections: supervisor.openConnectionCount(),
+    grace_ms: graceMs,
+  });
+  await supervisor.stop(graceMs);
+  log.info("stopped");
+  process.exit(0);
+}
+process.on("SIGTERM", () => void stop("SIGTERM"));
+process.on("SIGINT", () => void stop("SIGINT"));

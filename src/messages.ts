@@ -1,0 +1,21 @@
+// The messages between the main thread (supervisor) and its Workers. Plain data: every field
+// survives structured cloning, and SharedArrayBuffers are shared rather than copied.
+
+import type { Config } from "./config/schema.ts";
+import type { PoolMemory } from "./pool/index.ts";
+import type { ListenerInfo, ProxyStats } from "./proxy/server.ts";
+
+export type ToWorker =
+  | {
+      type: "start";
+      index: number;
+      config: Config;
+      memory: PoolMemory;
+      openConnections: SharedArrayBuffer;
+    }
+  | { type: "shutdown"; graceMs: number };
+
+export type FromWorker =
+  | { type: "ready"; index: number; listeners: ListenerInfo[] }
+  | { type: "fatal"; index: number; message: string }
+  | { type: "stopped"; index: number; stats: ProxyStats };

@@ -1,0 +1,167 @@
+// The main thread's supervisor: starts N Workers on the shared pool, resolves port 0 once so every
+// Worker binds the same port, restarts a Worker that dies (with backoff), and stops them all
+// gracefully. Not the proxy: that runs inside each Worker (worker.ts).
+
+import type { Config } from "./config/schema.ts";
+import type { Logger } from "./log.ts";
+import type { FromWorker, ToWorker } from "./messages.ts";
+import type { PoolMemory } from "./pool/index.ts";
+import type { ListenerInfo } from "./proxy/server.ts";
+
+const RESTART_DELAY_MS_MIN = 100;
+const RESTART_DELAY_MS_MAX = 10_000;
+/** A Worker that stayed up this long is healthy again: its restart delay starts over. */
+const RESTART_HEALTHY_MS = 30_000;
+/** How long past shutdown_timeout_ms a Worker may take to report before it is terminated. */
+const STOP_MARGIN_MS = 2_000;
+
+interface Slot {
+  worker: Worker | null;
+  startedAt: number;
+  restartDelayMs: number;
+  restartTimer: ReturnType<typeof setTimeout> | null;
+  stopping: boolean;
+}
+
+/** The address a listener is bound to, as `host:port` (IPv6 in brackets). */
+export function listenerAddress(listener: ListenerInfo): string {
+  return listener.host.includes(":")
+    ? `[${listener.host}]:${listener.port}`
+    : `${listener.host}:${listener.port}`;
+}
+
+/** The config with every listen address pinned to the port actually bound (port 0 resolved). */
+function pinPorts(config: Config, listeners: readonly ListenerInfo[]): Config {
+  const socks = listeners.find((listener) => listener.kind === "socks");
+  const forwards = listeners.filter((listener) => listener.kind === "forward");
+  return {
+    ...config,
+    socks: socks ? { ...config.socks, listen: listenerAddress(socks) } : config.socks,
+    forward: config.forward.map((forward, i) => ({
+      ...forward,
+      listen: listenerAddress(forwards[i]!),
+    })),
+  };
+}
+
+export class Supervisor {
+  private config: Config;
+  private readonly memory: PoolMemory;
+  private readonly log: Logger;
+  private readonly openConnections = new SharedArrayBuffer(4);
+  private readonly slots: Slot[];
+  private stopping = false;
+
+  constructor(config: Config, memory: PoolMemory, workers: number, log: Logger) {
+    this.config = config;
+    this.memory = memory;
+    this.log = log;
+    this.slots = Array.from({ length: workers }, () => ({
+      worker: null,
+      startedAt: 0,
+      restartDelayMs: RESTART_DELAY_MS_MIN,
+      restartTimer: null,
+      stopping: false,
+    }));
+  }
+
+  /** Starts Worker 0 (which resolves any port 0), then the rest on the same ports. */
+  async start(): Promise<ListenerInfo[]> {
+    const listeners = await this.spawn(0);
+    this.config = pinPorts(this.config, listeners);
+    await Promise.all(this.slots.slice(1).map((_, i) => this.spawn(i + 1)));
+    return listeners;
+  }
+
+  /** Open connections across every Worker. */
+  openConnectionCount(): number {
+    return Atomics.load(new Int32Array(this.openConnections), 0);
+  }
+
+  /** Asks every Worker to drain for up to `graceMs`, then terminates them. */
+  async stop(graceMs: number): Promise<void> {
+    this.stopping = true;
+    await Promise.all(
+      this.slots.map(async (slot, index) => {
+        if (slot.restartTimer) clearTimeout(slot.restartTimer);
+        const worker = slot.worker;
+        if (worker === null) return;
+        slot.stopping = true;
+        const stopped = new Promise<boolean>((resolve) => {
+          const timer = setTimeout(() => resolve(false), graceMs + STOP_MARGIN_MS);
+          worker.addEventListener("message", (event: MessageEvent<FromWorker>) => {
+            if (event.data.type !== "stopped") return;
+            clearTimeout(timer);
+            resolve(true);
+          });
+          worker.addEventListener("close", () => resolve(true));
+        });
+        this.send(worker, { type: "shutdown", graceMs });
+        if (!(await stopped))
+          this.log.warn("worker did not stop in time; terminating it", { worker: index });
+        worker.terminate();
+        slot.worker = null;
+      }),
+    );
+  }
+
+  private send(worker: Worker, message: ToWorker): void {
+    worker.postMessage(message);
+  }
+
+  /** Starts Worker `index` and resolves with its listeners once it is serving. */
+  private spawn(index: number): Promise<ListenerInfo[]> {
+    const slot = this.slots[index]!;
+    const worker = new Worker(new URL("./worker.ts", import.meta.url).href);
+    slot.worker = worker;
+    slot.startedAt = performance.now();
+    slot.stopping = false;
+    return new Promise<ListenerInfo[]>((resolve, reject) => {
+      let ready = false;
+      worker.addEventListener("message", (event: MessageEvent<FromWorker>) => {
+        const message = event.data;
+        if (message.type === "ready") {
+          ready = true;
+          resolve(message.listeners);
+        } else if (message.type === "fatal") {
+          slot.stopping = true; // a Worker that cannot listen would fail the same way again
+          worker.terminate();
+          reject(new Error(`worker ${index} could not start: ${message.message}`));
+        }
+      });
+      worker.addEventListener("error", (event) => {
+        this.log.error("worker crashed", { worker: index, error: event.message });
+        if (!ready) reject(new Error(`worker ${index} crashed while starting: ${event.message}`));
+      });
+      worker.addEventListener("close", () => {
+        if (slot.worker === worker) slot.worker = null;
+        if (ready && !slot.stopping && !this.stopping) this.scheduleRestart(index);
+      });
+      this.send(worker, {
+        type: "start",
+        index,
+        config: this.config,
+        memory: this.memory,
+        openConnections: this.openConnections,
+      });
+    });
+  }
+
+  private scheduleRestart(index: number): void {
+    const slot = this.slots[index]!;
+    if (performance.now() - slot.startedAt > RESTART_HEALTHY_MS)
+      slot.restartDelayMs = RESTART_DELAY_MS_MIN;
+    const delayMs = slot.restartDelayMs;
+    slot.restartDelayMs = Math.min(RESTART_DELAY_MS_MAX, delayMs * 2);
+    this.log.warn("worker exited; restarting it", { worker: index, delay_ms: delayMs });
+    slot.restartTimer = setTimeout(() => {
+      slot.restartTimer = null;
+      if (this.stopping) return;
+      this.spawn(index).then(
+        () => this.log.info("worker restarted", { worker: index }),
+        (error: Error) =>
+          this.log.error("worker restart failed", { worker: index, error: error.message }),
+      );
+    }, delayMs);
+  }
+}

@@ -1,0 +1,51 @@
+// A Worker: attaches to the shared pool, runs one proxy (its own listeners on the shared ports via
+// reusePort) and stops gracefully when told. Not supervision: a crash here is the supervisor's to
+// log and repair.
+
+import { createLogger } from "./log.ts";
+import type { FromWorker, ToWorker } from "./messages.ts";
+import { attachPool } from "./pool/index.ts";
+import { type ProxyServer, startProxy } from "./proxy/server.ts";
+
+declare const self: Worker;
+
+let server: ProxyServer | null = null;
+let index = -1;
+
+function post(message: FromWorker): void {
+  self.postMessage(message);
+}
+
+async function start(message: Extract<ToWorker, { type: "start" }>): Promise<void> {
+  index = message.index;
+  const log = createLogger(
+    { level: message.config.log.level, format: message.config.log.format },
+    { worker: index },
+  );
+  try {
+    const pool = attachPool(message.memory, { log });
+    server = await startProxy({
+      config: message.config,
+      pool,
+      log,
+      openConnections: new Int32Array(message.openConnections),
+    });
+    post({ type: "ready", index, listeners: [...server.listeners] });
+  } catch (error) {
+    post({ type: "fatal", index, message: error instanceof Error ? error.message : String(error) });
+  }
+}
+
+async function shutdown(graceMs: number): Promise<void> {
+  if (server === null) return;
+  const closing = server;
+  server = null;
+  await closing.close(graceMs);
+  post({ type: "stopped", index, stats: closing.stats() });
+}
+
+self.onmessage = (event: MessageEvent<ToWorker>) => {
+  const message = event.data;
+  if (message.type === "start") void start(message);
+  else void shutdown(message.graceMs);
+};
