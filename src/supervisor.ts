@@ -52,7 +52,17 @@ export class Supervisor {
   private readonly slots: Slot[];
   private stopping = false;
 
-  constructor(config: Config, memory: PoolMemory, workers: number, log: Logger) {
+  private readonly workerUrl: string;
+
+  /** `workerUrl` is the Worker entry; tests substitute their own. */
+  constructor(
+    config: Config,
+    memory: PoolMemory,
+    workers: number,
+    log: Logger,
+    workerUrl = new URL("./worker.ts", import.meta.url).href,
+  ) {
+    this.workerUrl = workerUrl;
     this.config = config;
     this.memory = memory;
     this.log = log;
@@ -112,7 +122,7 @@ export class Supervisor {
   /** Starts Worker `index` and resolves with its listeners once it is serving. */
   private spawn(index: number): Promise<ListenerInfo[]> {
     const slot = this.slots[index]!;
-    const worker = new Worker(new URL("./worker.ts", import.meta.url).href);
+    const worker = new Worker(this.workerUrl);
     slot.worker = worker;
     slot.startedAt = performance.now();
     slot.stopping = false;
