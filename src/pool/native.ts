@@ -110,6 +110,10 @@ export function nativeNoop(): () => void {
 
 export class NativeRing implements SlotQueue {
   readonly backend = "native" as const;
+  /** The ring's memory. Held, not just its address: otherwise the GC may free the buffer behind
+   *  `address` once no one else references it (createPool() keeps no other reference), and the
+   *  next native call writes to freed, possibly unmapped, memory. */
+  readonly memory: SharedArrayBuffer;
   private readonly address: Pointer;
   private readonly popFn: NativeSymbols["sp_queue_pop"];
   private readonly pushFn: NativeSymbols["sp_queue_push"];
@@ -120,6 +124,7 @@ export class NativeRing implements SlotQueue {
 
   constructor(memory: SharedArrayBuffer) {
     const lib = requireNative();
+    this.memory = memory;
     this.address = ptr(memory);
     this.popFn = lib.sp_queue_pop;
     this.pushFn = lib.sp_queue_push;
