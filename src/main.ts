@@ -6,6 +6,7 @@ import packageJson from "../package.json" with { type: "json" };
 import { loadConfig } from "./config/cli.ts";
 import { CONFIG_EXIT_CODE } from "./config/errors.ts";
 import { workerCount } from "./config/schema.ts";
+import { fileLimitWarning, openFileLimit } from "./limits.ts";
 import { createLogger } from "./log.ts";
 import { createPoolMemory } from "./pool/index.ts";
 import { listenerAddress, Supervisor } from "./supervisor.ts";
@@ -44,6 +45,8 @@ const memory = createPoolMemory(
   { log },
 );
 const supervisor = new Supervisor(config, memory, workers, log);
+const fdWarning = fileLimitWarning(config.server.connections_max, await openFileLimit());
+if (fdWarning !== null) log.warn(fdWarning);
 
 try {
   const listeners = await supervisor.start();
