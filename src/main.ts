@@ -49,7 +49,7 @@ const fdWarning = fileLimitWarning(config.server.connections_max, await openFile
 if (fdWarning !== null) log.warn(fdWarning);
 
 try {
-  const listeners = await supervisor.start();
+  const { listeners, backends } = await supervisor.start();
   for (const listener of listeners) {
     log.info("listening", {
       kind: listener.kind,
@@ -60,7 +60,8 @@ try {
   log.info("ready", {
     workers,
     pool_strategy: memory.strategy,
-    pool_backend: memory.backend,
+    // What the Workers attached with; "mixed" would mean some could not load the library.
+    pool_backend: new Set(backends).size === 1 ? backends[0] : "mixed",
     pool_slots: memory.slots,
     slot_bytes: memory.slot_bytes,
     auth: config.socks.enabled ? config.socks.auth : undefined,

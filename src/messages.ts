@@ -2,7 +2,7 @@
 // survives structured cloning, and SharedArrayBuffers are shared rather than copied.
 
 import type { Config } from "./config/schema.ts";
-import type { PoolMemory } from "./pool/index.ts";
+import type { PoolBackend, PoolMemory } from "./pool/index.ts";
 import type { ListenerInfo, ProxyStats } from "./proxy/server.ts";
 
 export type ToWorker =
@@ -16,6 +16,6 @@ export type ToWorker =
   | { type: "shutdown"; graceMs: number };
 
 export type FromWorker =
-  | { type: "ready"; index: number; listeners: ListenerInfo[] }
+  | { type: "ready"; index: number; listeners: ListenerInfo[]; backend: PoolBackend }
   | { type: "fatal"; index: number; message: string }
   | { type: "stopped"; index: number; stats: ProxyStats };

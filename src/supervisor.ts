@@ -2,10 +2,11 @@
 // Worker binds the same port, restarts a Worker that dies (with backoff), and stops them all
 // gracefully. Not the proxy: that runs inside each Worker (worker.ts).
 
+import { SHARE_ENV } from "node:worker_threads";
 import type { Config } from "./config/schema.ts";
 import type { Logger } from "./log.ts";
 import type { FromWorker, ToWorker } from "./messages.ts";
-import type { PoolMemory } from "./pool/index.ts";
+import type { PoolBackend, PoolMemory } from "./pool/index.ts";
 import type { ListenerInfo } from "./proxy/server.ts";
 
 const RESTART_DELAY_MS_MIN = 100;
@@ -14,6 +15,11 @@ const RESTART_DELAY_MS_MAX = 10_000;
 const RESTART_HEALTHY_MS = 30_000;
 /** How long past shutdown_timeout_ms a Worker may take to report before it is terminated. */
 const STOP_MARGIN_MS = 2_000;
+
+interface Ready {
+  listeners: ListenerInfo[];
+  backend: PoolBackend;
+}
 
 interface Slot {
   worker: Worker | null;
@@ -75,12 +81,13 @@ export class Supervisor {
     }));
   }
 
-  /** Starts Worker 0 (which resolves any port 0), then the rest on the same ports. */
-  async start(): Promise<ListenerInfo[]> {
-    const listeners = await this.spawn(0);
-    this.config = pinPorts(this.config, listeners);
-    await Promise.all(this.slots.slice(1).map((_, i) => this.spawn(i + 1)));
-    return listeners;
+  /** Starts Worker 0 (which resolves any port 0), then the rest on the same ports. Returns the
+   *  listeners and the pool backend each Worker actually attached with. */
+  async start(): Promise<{ listeners: ListenerInfo[]; backends: PoolBackend[] }> {
+    const first = await this.spawn(0);
+    this.config = pinPorts(this.config, first.listeners);
+    const rest = await Promise.all(this.slots.slice(1).map((_, i) => this.spawn(i + 1)));
+    return { listeners: first.listeners, backends: [first, ...rest].map((ready) => ready.backend) };
   }
 
   /** Open connections across every Worker. */
@@ -120,19 +127,22 @@ export class Supervisor {
   }
 
   /** Starts Worker `index` and resolves with its listeners once it is serving. */
-  private spawn(index: number): Promise<ListenerInfo[]> {
+  private spawn(index: number): Promise<Ready> {
     const slot = this.slots[index]!;
-    const worker = new Worker(this.workerUrl);
+    // SHARE_ENV: the Worker sees process.env as it is now. Bun 1.4.5 gives a Worker created without
+    // options the environment the process started with, which misses what main set since
+    // (SOCKPOOL_NATIVE_LIB from src/compiled.ts).
+    const worker = new Worker(this.workerUrl, { env: SHARE_ENV });
     slot.worker = worker;
     slot.startedAt = performance.now();
     slot.stopping = false;
-    return new Promise<ListenerInfo[]>((resolve, reject) => {
+    return new Promise<Ready>((resolve, reject) => {
       let ready = false;
       worker.addEventListener("message", (event: MessageEvent<FromWorker>) => {
         const message = event.data;
         if (message.type === "ready") {
           ready = true;
-          resolve(message.listeners);
+          resolve({ listeners: message.listeners, backend: message.backend });
         } else if (message.type === "fatal") {
           slot.stopping = true; // a Worker that cannot listen would fail the same way again
           worker.terminate();

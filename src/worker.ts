@@ -30,7 +30,7 @@ async function start(message: Extract<ToWorker, { type: "start" }>): Promise<voi
       log,
       openConnections: new Int32Array(message.openConnections),
     });
-    post({ type: "ready", index, listeners: [...server.listeners] });
+    post({ type: "ready", index, listeners: [...server.listeners], backend: pool.backend });
   } catch (error) {
     post({ type: "fatal", index, message: error instanceof Error ? error.message : String(error) });
   }

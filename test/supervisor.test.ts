@@ -23,8 +23,11 @@ test("a crashed Worker is logged and restarted; stop() ends them all", async () 
   const memory = createPoolMemory({ strategy: "queue-ts", slots: 16, slot_bytes: 1024 });
   const worker = new URL("./fixtures/crashing-worker.ts", import.meta.url).href;
   const supervisor = new Supervisor(DEFAULT_CONFIG, memory, 1, log, worker);
-  const listeners = await supervisor.start();
-  expect(listeners).toEqual([{ kind: "socks", host: "127.0.0.1", port: 1 }]);
+  const started = await supervisor.start();
+  expect(started).toEqual({
+    listeners: [{ kind: "socks", host: "127.0.0.1", port: 1 }],
+    backends: ["typescript"],
+  });
   await restart; // bounded by the test timeout
   const messages = lines.map(
     (line) => JSON.parse(line) as { msg: string; worker?: number; error?: string },

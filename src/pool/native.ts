@@ -6,6 +6,7 @@
 // works directly on the shared memory. Return types are 32-bit: an i64 would come back as a BigInt.
 
 import { dlopen, FFIType, type Pointer, ptr, suffix } from "bun:ffi";
+import { tmpdir } from "node:os";
 import { fileURLToPath } from "node:url";
 import { LAYOUT_FIELDS, type LayoutField } from "./layout.ts";
 import type { BatchBuffer, SlotQueue } from "./ring.ts";
@@ -57,10 +58,20 @@ export function loadNative(): NativeLoad {
     loaded = {
       ok: false,
       path,
-      reason: `cannot load ${path}: ${detail} (build it with "bun run build:native")`,
+      reason: `cannot load ${path}: ${detail} (${loadHint(path)})`,
     };
   }
   return loaded;
+}
+
+/** How to fix a library that would not load: the fix differs in a checkout and in dist/sockpool. */
+function loadHint(path: string): string {
+  // Inside a compiled binary the library is embedded (src/compiled.ts): dlopen extracts it first.
+  if (Bun.isStandaloneExecutable && path.startsWith("/$bunfs/")) {
+    return `the embedded library is extracted to $TMPDIR (${tmpdir()}), which must exist, be writable and allow exec; set TMPDIR or SOCKPOOL_NATIVE_LIB`;
+  }
+  if (process.env.SOCKPOOL_NATIVE_LIB) return "check SOCKPOOL_NATIVE_LIB";
+  return 'build it with "bun run build:native"';
 }
 
 function requireNative(): NativeSymbols {
