@@ -33,7 +33,9 @@ export type Outcome =
 
 export type Phase = "handshake" | "connecting" | "relaying" | "closed";
 
-/** A coarse clock the sweeper advances each tick, so the hot path never reads the time. */
+/** A coarse clock the sweeper advances each tick, so the hot path never reads the time. It lags
+ *  real time by up to one sweep, so readers of it allow that much margin (see server.ts). Deadlines,
+ *  set once per phase, use performance.now() and are exact. */
 export interface Clock {
   now: number;
 }
@@ -73,7 +75,7 @@ function formatHostPort(host: string, port: number): string {
 export abstract class Connection implements PipeOwner {
   abstract readonly kind: "socks" | "forward";
   phase: Phase;
-  /** Absolute time (clock ms) at which the current phase's deadline expires. */
+  /** Absolute time (performance.now() ms) at which the current phase's deadline expires. */
   deadline: number;
   lastActivity: number;
   readonly up: Pipe; // client → upstream
@@ -92,7 +94,7 @@ export abstract class Connection implements PipeOwner {
     this.phase = phase;
     this.startedAt = performance.now();
     this.lastActivity = ctx.clock.now;
-    this.deadline = ctx.clock.now + deadlineMs;
+    this.deadline = performance.now() + deadlineMs;
     this.clientAddress = formatHostPort(client.remoteAddress, client.remotePort);
     const backlogMax = ctx.config.relay.backlog_bytes_max;
     this.up = new Pipe(ctx.pool, backlogMax, this);
@@ -157,8 +159,7 @@ export abstract class Connection implements PipeOwner {
   }
 
   pipeFinished(): void {
-    if (!this.checkDone())
-      this.deadline = this.ctx.clock.now + this.ctx.config.relay.fin_timeout_ms;
+    if (!this.checkDone()) this.deadline = performance.now() + this.ctx.config.relay.fin_timeout_ms;
   }
 
   /** The sweeper found `now` past the deadline of the current phase. */
@@ -176,7 +177,7 @@ export abstract class Connection implements PipeOwner {
     const socks = this.ctx.config.socks;
     this.phase = "connecting";
     this.target = formatHostPort(host, port);
-    this.deadline = this.ctx.clock.now + socks.dns_timeout_ms + socks.connect_timeout_ms;
+    this.deadline = performance.now() + socks.dns_timeout_ms + socks.connect_timeout_ms;
     const abandoned = () => this.phase !== "connecting";
     try {
       const addresses = await resolveHost(host, socks.dns_timeout_ms);

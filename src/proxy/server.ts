@@ -185,6 +185,10 @@ export async function startProxy(options: ProxyOptions): Promise<ProxyServer> {
   }
 
   const idleMs = config.relay.idle_timeout_ms;
+  const sweepMs = sweepInterval(config);
+  // lastActivity is stamped with the coarse clock, up to one sweep behind real time: allowing one
+  // sweep of margin makes an idle timeout late by at most two sweeps, and never early.
+  const idleAfterMs = idleMs + sweepMs;
   const sweeper = setInterval(() => {
     const now = performance.now();
     clock.now = now;
@@ -193,12 +197,12 @@ export async function startProxy(options: ProxyOptions): Promise<ProxyServer> {
       else if (
         idleMs > 0 &&
         connection.phase === "relaying" &&
-        now - connection.lastActivity >= idleMs
+        now - connection.lastActivity >= idleAfterMs
       ) {
         connection.close("idle_timeout");
       }
     }
-  }, sweepInterval(config));
+  }, sweepMs);
 
   return {
     listeners: info,
