@@ -9,7 +9,7 @@ import { dlopen, FFIType, type Pointer, ptr, suffix } from "bun:ffi";
 import { tmpdir } from "node:os";
 import { fileURLToPath } from "node:url";
 import { LAYOUT_FIELDS, type LayoutField } from "./layout.ts";
-import type { BatchBuffer, SlotQueue } from "./ring.ts";
+import { type BatchBuffer, freeListFull, type SlotQueue } from "./ring.ts";
 import { PoolError } from "./types.ts";
 
 const SYMBOLS = {
@@ -20,7 +20,6 @@ const SYMBOLS = {
   sp_queue_init: { args: [FFIType.ptr, FFIType.u32, FFIType.u32], returns: FFIType.i32 },
   sp_queue_fill: { args: [FFIType.ptr, FFIType.u32], returns: FFIType.i32 },
   sp_queue_pop: { args: [FFIType.ptr], returns: FFIType.i32 },
-  sp_queue_push: { args: [FFIType.ptr, FFIType.u32], returns: FFIType.void },
   sp_queue_try_push: { args: [FFIType.ptr, FFIType.u32], returns: FFIType.i32 },
   sp_queue_pop_batch: { args: [FFIType.ptr, FFIType.ptr, FFIType.u32], returns: FFIType.u32 },
   sp_queue_push_batch: { args: [FFIType.ptr, FFIType.ptr, FFIType.u32], returns: FFIType.void },
@@ -127,7 +126,6 @@ export class NativeRing implements SlotQueue {
   readonly memory: SharedArrayBuffer;
   private readonly address: Pointer;
   private readonly popFn: NativeSymbols["sp_queue_pop"];
-  private readonly pushFn: NativeSymbols["sp_queue_push"];
   private readonly popBatchFn: NativeSymbols["sp_queue_pop_batch"];
   private readonly pushBatchFn: NativeSymbols["sp_queue_push_batch"];
   private readonly lenFn: NativeSymbols["sp_queue_len"];
@@ -138,7 +136,6 @@ export class NativeRing implements SlotQueue {
     this.memory = memory;
     this.address = ptr(memory);
     this.popFn = lib.sp_queue_pop;
-    this.pushFn = lib.sp_queue_push;
     this.tryPushFn = lib.sp_queue_try_push;
     this.popBatchFn = lib.sp_queue_pop_batch;
     this.pushBatchFn = lib.sp_queue_push_batch;
@@ -149,8 +146,10 @@ export class NativeRing implements SlotQueue {
     return this.popFn(this.address);
   }
 
+  /** sp_queue_try_push waits out a preempted consumer (up to ffi/queue.zig's busy_wait_limit_ns)
+   *  and fails only on a truly full ring, which only a double release produces. */
   push(value: number): void {
-    this.pushFn(this.address, value);
+    if (this.tryPushFn(this.address, value) !== 0) throw freeListFull(value);
   }
 
   tryPush(value: number): boolean {

@@ -10,7 +10,9 @@
 //   pop() then checks enqueue_pos: equal to its own position means truly empty; otherwise it backs off
 //   and retries, bounded by POP_RETRY_MAX so a thread killed mid-push cannot hang every consumer.
 // - A consumer between its CAS and its store makes the ring look full to a producer. The ring holds
-//   every slot, so a real "full" is impossible and push() retries with backoff until it lands.
+//   every slot, so a real "full" is impossible for a correct caller and push() retries with backoff.
+//   After about a second it throws instead (POOL_FREE_LIST_FULL): only a double release fills the
+//   ring, and a clear crash beats a Worker hung forever in a retry loop.
 // - ABA cannot occur: a cell's sequence advances by capacity per lap, and positions are compared as
 //   signed 32-bit differences, exact while capacity <= 2^30 (QUEUE_CAPACITY_MAX is 2^28).
 
@@ -69,6 +71,17 @@ const VAL = CELL_VALUE_OFFSET / W;
 
 /** How many backoff rounds pop() waits for a producer caught between its CAS and its store. */
 const POP_RETRY_MAX = BACKOFF_ROUNDS_100MS;
+/** How long push() waits (about 1 s) for a preempted consumer before deciding the ring is really
+ *  full, which for a ring sized for every slot means a slot was released twice. */
+const PUSH_RETRY_MAX = 10 * BACKOFF_ROUNDS_100MS;
+
+/** The error for a push into a truly full free list: a bug in the caller, never load. */
+export function freeListFull(slot: number): PoolError {
+  return new PoolError(
+    "POOL_FREE_LIST_FULL",
+    `free list is full while releasing slot ${slot}: some slot was released twice (run with --pool-checked to find it)`,
+  );
+}
 
 export function isPowerOfTwo(n: number): boolean {
   return Number.isInteger(n) && n > 0 && (n & (n - 1)) === 0;
@@ -175,7 +188,10 @@ export class TsRing implements SlotQueue {
   }
 
   push(value: number): void {
-    for (let round = 0; !this.tryPush(value); round++) backoff(round);
+    for (let round = 0; !this.tryPush(value); round++) {
+      if (round >= PUSH_RETRY_MAX) throw freeListFull(value);
+      backoff(round);
+    }
   }
 
   popBatch(batch: BatchBuffer, offset: number, max: number): number {

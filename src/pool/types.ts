@@ -56,6 +56,7 @@ export type PoolErrorCode =
   | "POOL_NOT_HELD"
   | "POOL_DOUBLE_RELEASE"
   | "POOL_ALREADY_HELD"
+  | "POOL_FREE_LIST_FULL"
   | "POOL_CONFIG"
   | "POOL_MEMORY";
 

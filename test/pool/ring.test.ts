@@ -62,6 +62,16 @@ describe.each(backends)("%s ring", (_name, open) => {
     },
   );
 
+  test("a push into a truly full ring throws POOL_FREE_LIST_FULL instead of hanging", () => {
+    const ring = open(ringStartingAt(8, 0));
+    for (let v = 0; v < 8; v++) ring.push(v);
+    expect(() => ring.push(8)).toThrow(
+      /free list is full while releasing slot 8: some slot was released twice/,
+    );
+    expect(ring.length()).toBe(8);
+    for (let v = 0; v < 8; v++) expect(ring.pop()).toBe(v); // the failed push changed nothing
+  });
+
   test("batches pop what is there and push everything", () => {
     const ring = open(ringStartingAt(16, 0));
     const batch = ring.createBatch(16);
