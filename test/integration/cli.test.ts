@@ -1,0 +1,192 @@
+// The real program as a child process: --help, config errors and their exit code, readiness
+// lines, Workers sharing a port, and shutdown on SIGTERM/SIGINT with draining.
+// Not the flag parser's details (test/config/cli.test.ts) and not the relay (relay.test.ts).
+
+import { afterAll, describe, expect, test } from "bun:test";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { FLAGS } from "../../src/config/cli.ts";
+import {
+  cleanup,
+  connectTcp,
+  DeadlineError,
+  echoThrough,
+  runCli,
+  socksConnect,
+  spawnProxy,
+  startEcho,
+  text,
+  waitFor,
+} from "./helpers.ts";
+
+const tempDir = mkdtempSync(join(tmpdir(), "sockpool-cli-"));
+
+afterAll(async () => {
+  await cleanup();
+  rmSync(tempDir, { recursive: true, force: true });
+});
+
+/** True when nothing accepts on 127.0.0.1:port any more. */
+async function refuses(port: number): Promise<boolean> {
+  try {
+    const conn = await connectTcp("127.0.0.1", port);
+    conn.end();
+    return false;
+  } catch (error) {
+    if (error instanceof DeadlineError) throw error;
+    return true;
+  }
+}
+
+describe("sockpool command line", () => {
+  test("--help exits 0 and lists every flag", async () => {
+    const result = await runCli(["--help"]);
+    expect(result.code).toBe(0);
+    for (const flag of FLAGS) expect(result.stdout).toContain(`--${flag.name}`);
+    expect(result.stdout).toContain("--pool-strategy");
+  });
+
+  test("an invalid value (--pool-slots 1000) exits 2 and says what was expected", async () => {
+    const result = await runCli(["--pool-slots", "1000"]);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain("--pool-slots: expected");
+    expect(result.stderr).toContain("1000");
+  });
+
+  test("every problem is listed in one run, one line each", async () => {
+    const result = await runCli(["--pool-slots", "1000", "--slot-bytes", "1000", "--bogus"]);
+    expect(result.code).toBe(2);
+    const lines = result.stderr.split("\n");
+    for (const problem of ["--pool-slots: expected", "--slot-bytes: expected", "--bogus"]) {
+      expect(lines.filter((line) => line.includes(problem))).toHaveLength(1);
+    }
+  });
+
+  test("--workers 2: ready line, shared ports, both Workers serve SOCKS5 and forward; SIGTERM exits 0", async () => {
+    const echo = startEcho();
+    try {
+      const proxy = await spawnProxy([
+        "--socks",
+        "127.0.0.1:0",
+        "--forward",
+        `127.0.0.1:0=127.0.0.1:${echo.port}`,
+        "--workers",
+        "2",
+        "--pool-strategy",
+        "queue",
+      ]);
+      expect(proxy.ready.workers).toBe(2);
+      expect(proxy.socksPort).toBeGreaterThan(0);
+      expect(proxy.forwardPorts).toHaveLength(1);
+
+      const connections = 40;
+      for (let index = 0; index < connections; index++) {
+        const message = `through worker pool #${index}`;
+        expect(await echoThrough(proxy.socksPort, echo.port, message)).toBe(message);
+      }
+      const forwarded = await connectTcp("127.0.0.1", proxy.forwardPorts[0]!);
+      await forwarded.write("forwarded by a worker");
+      expect(text(await forwarded.read(21))).toBe("forwarded by a worker");
+      forwarded.end();
+
+      const lines = () => proxy.logs.filter((record) => record.msg === "connection");
+      await waitFor(
+        () => lines().length >= connections + 1,
+        () => `${connections + 1} connection lines on stderr (have ${lines().length})`,
+      );
+      expect(lines().every((record) => record.outcome === "ok")).toBe(true);
+      // reusePort spreads 40 connections over both Workers (each logs its index).
+      expect(new Set(lines().map((record) => record.worker)).size).toBe(2);
+
+      expect(await proxy.stop("SIGTERM")).toBe(0);
+      expect(proxy.logs.some((record) => record.msg === "stopped")).toBe(true);
+    } finally {
+      echo.close();
+    }
+  });
+
+  test("--socks-user turns on password auth", async () => {
+    const echo = startEcho();
+    try {
+      const proxy = await spawnProxy([
+        "--socks",
+        "127.0.0.1:0",
+        "--socks-user",
+        "dave:pw:with:colons",
+        "--workers",
+        "1",
+      ]);
+      const { conn } = await socksConnect(proxy.socksPort, "127.0.0.1", echo.port, {
+        auth: { user: "dave", pass: "pw:with:colons" },
+      });
+      await conn.write("authed by flag");
+      expect(text(await conn.read(14))).toBe("authed by flag");
+      conn.end();
+      await expect(socksConnect(proxy.socksPort, "127.0.0.1", echo.port)).rejects.toThrow(
+        /method selection: expected 05 00, got 05 ff/,
+      );
+      expect(await proxy.stop("SIGINT")).toBe(0);
+    } finally {
+      echo.close();
+    }
+  });
+
+  test("SIGTERM drains: an open connection keeps relaying, new ones are refused, exit 0 once it closes", async () => {
+    const echo = startEcho();
+    try {
+      const proxy = await spawnProxy(["--socks", "127.0.0.1:0", "--workers", "1"]);
+      const { conn } = await socksConnect(proxy.socksPort, "127.0.0.1", echo.port);
+      await conn.write("before");
+      expect(text(await conn.read(6))).toBe("before");
+
+      proxy.process.kill("SIGTERM");
+      await waitFor(
+        () => proxy.logs.some((record) => record.msg === "stopping"),
+        'the "stopping" line',
+      );
+      // The listener closes after "stopping"; poll until a new connection is refused.
+      let refused = false;
+      const started = performance.now();
+      while (!refused && performance.now() - started < 5_000) {
+        refused = await refuses(proxy.socksPort);
+        if (!refused) await Bun.sleep(20);
+      }
+      expect(refused).toBe(true);
+
+      await conn.write("during drain");
+      expect(text(await conn.read(12))).toBe("during drain");
+      expect(proxy.process.exitCode).toBeNull();
+
+      const closedAt = performance.now();
+      conn.end();
+      expect(await proxy.stop("SIGTERM", 8_000)).toBe(0);
+      expect(performance.now() - closedAt).toBeLessThan(5_000); // well before the 10 s grace
+    } finally {
+      echo.close();
+    }
+  });
+
+  test("shutdown_timeout_ms (from --config): connections still open after the grace are closed, exit 0", async () => {
+    const echo = startEcho();
+    const configPath = join(tempDir, "short-grace.toml");
+    writeFileSync(
+      configPath,
+      '[server]\nshutdown_timeout_ms = 400\nworkers = 1\n\n[socks]\nlisten = "127.0.0.1:0"\n',
+    );
+    try {
+      const proxy = await spawnProxy(["--config", configPath]);
+      const { conn } = await socksConnect(proxy.socksPort, "127.0.0.1", echo.port);
+      await conn.write("idle soon");
+      expect(text(await conn.read(9))).toBe("idle soon");
+      const signalled = performance.now();
+      expect(await proxy.stop("SIGTERM", 8_000)).toBe(0);
+      const elapsed = performance.now() - signalled;
+      expect(elapsed).toBeGreaterThanOrEqual(350);
+      await conn.waitEnd(2_000); // the proxy closed our connection
+      expect(conn.eof).toBe(true);
+    } finally {
+      echo.close();
+    }
+  });
+});

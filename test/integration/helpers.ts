@@ -1,0 +1,1145 @@
+// Loopback fixtures for the integration tests: target servers, a raw SOCKS5 client, the proxy
+// in-process and as a child process, and bounded waits. Not the proxy and not a SOCKS library:
+// the client here is deliberately dumb so a test can send any bytes, split anywhere.
+//
+// Every server binds 127.0.0.1 or ::1 on port 0 and is ready when its function returns
+// (Bun.listen binds synchronously). Nothing here sleeps for readiness: it awaits an event or
+// polls a condition under a deadline, and a missed deadline names what it was waiting for.
+
+import type { Socket, TCPSocketListener } from "bun";
+import { type Config, parseConfig } from "../../src/config/schema.ts";
+import { createLogger } from "../../src/log.ts";
+import { type BufferPool, createPool } from "../../src/pool/index.ts";
+import { type ProxyServer, startProxy } from "../../src/proxy/server.ts";
+
+export const REPO_ROOT = new URL("../../", import.meta.url).pathname;
+
+/** How long any single wait may take before the test fails with a message. */
+export const DEADLINE_MS = 10_000;
+
+// ── Bounded waits ──────────────────────────────────────────────────────────────────────────────
+
+export class DeadlineError extends Error {
+  constructor(what: string, ms: number) {
+    super(`timed out after ${ms} ms waiting for ${what}`);
+    this.name = "DeadlineError";
+  }
+}
+
+/** Rejects with a DeadlineError naming `what` when `promise` takes longer than `ms`. */
+export function withDeadline<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new DeadlineError(what, ms)), ms);
+  });
+  return Promise.race([promise, deadline]).finally(() => clearTimeout(timer));
+}
+
+/** Polls `condition` every `intervalMs` until it holds; fails after `timeoutMs`. */
+export async function waitFor(
+  condition: () => boolean,
+  what: string | (() => string),
+  timeoutMs = DEADLINE_MS,
+  intervalMs = 10,
+): Promise<void> {
+  const started = performance.now();
+  while (!condition()) {
+    if (performance.now() - started > timeoutMs) {
+      throw new DeadlineError(typeof what === "string" ? what : what(), timeoutMs);
+    }
+    await Bun.sleep(intervalMs);
+  }
+}
+
+// ── Bytes ──────────────────────────────────────────────────────────────────────────────────────
+
+const textEncoder = new TextEncoder();
+const textDecoder = new TextDecoder();
+
+export function bytes(text: string): Uint8Array {
+  return textEncoder.encode(text);
+}
+
+export function text(data: Uint8Array): string {
+  return textDecoder.decode(data);
+}
+
+export function fromHex(hexText: string): Uint8Array {
+  const digits = hexText.replace(/\s+/g, "");
+  const out = new Uint8Array(digits.length / 2);
+  for (let i = 0; i < out.length; i++) out[i] = Number.parseInt(digits.slice(2 * i, 2 * i + 2), 16);
+  return out;
+}
+
+export function toHex(data: Uint8Array): string {
+  return Array.from(data, (byte) => byte.toString(16).padStart(2, "0")).join(" ");
+}
+
+export function concat(...parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((sum, part) => sum + part.length, 0));
+  let at = 0;
+  for (const part of parts) {
+    out.set(part, at);
+    at += part.length;
+  }
+  return out;
+}
+
+export function sha256(data: Uint8Array): string {
+  return new Bun.CryptoHasher("sha256").update(data).digest("hex");
+}
+
+export const MIB = 1024 * 1024;
+
+// ── Seeded pseudo-random bytes ─────────────────────────────────────────────────────────────────
+
+/**
+ * A seed for one test: $SOCKPOOL_TEST_SEED when set (to replay a failure), else random. Always
+ * printed, so a failing run can be repeated with the same bytes.
+ */
+export function testSeed(label: string): number {
+  const fromEnv = process.env.SOCKPOOL_TEST_SEED;
+  const seed = fromEnv ? Number(fromEnv) >>> 0 : (Math.random() * 0x1_0000_0000) >>> 0;
+  console.log(`[seed] ${label}: SOCKPOOL_TEST_SEED=${seed}`);
+  return seed;
+}
+
+/** xorshift32: fast, seedable, good enough to make every byte position distinct in a hash. */
+export class Prng {
+  private state: number;
+
+  constructor(seed: number) {
+    this.state = seed >>> 0 || 0x9e3779b9; // xorshift has one bad seed, 0
+  }
+
+  /** Fills `out` (any length) with the next bytes of the stream. */
+  fill(out: Uint8Array): void {
+    let x = this.state;
+    const words = out.length >>> 2;
+    // Whole words at a time when aligned (the usual case: a fresh array); bytes otherwise.
+    const view =
+      out.byteOffset % 4 === 0
+        ? new Uint32Array(out.buffer, out.byteOffset, words)
+        : new Uint32Array(0);
+    let i = 0;
+    for (; i < view.length; i++) {
+      x ^= x << 13;
+      x ^= x >>> 17;
+      x ^= x << 5;
+      view[i] = x;
+    }
+    for (let at = i * 4; at < out.length; at++) {
+      x ^= x << 13;
+      x ^= x >>> 17;
+      x ^= x << 5;
+      out[at] = x & 0xff;
+    }
+    this.state = x >>> 0;
+  }
+}
+
+export interface StreamDigest {
+  bytes: number;
+  sha256: string;
+}
+
+// ── Conn: one socket, either side, with a byte queue and a write queue ─────────────────────────
+
+interface Holder {
+  conn: Conn | null;
+}
+
+type Waiter = () => void;
+
+/**
+ * One TCP socket with what tests need on top of Bun's callbacks:
+ * - a receive queue (`read(n)`, `readToEnd()`), or a streaming sink (`digestToEnd()`);
+ * - a write queue that keeps the unsent tail and retries on drain (Bun keeps no copy);
+ * - flags for FIN received (`eof`) and fully closed (`closed`), and waits on them.
+ */
+export class Conn {
+  readonly socket: Socket<Holder>;
+  readonly remoteAddress: string;
+  readonly remotePort: number;
+  /** Captured at open: Bun's getters return undefined once the socket has closed. */
+  readonly localPort: number;
+  /** Received but not yet read. */
+  private readonly chunks: Uint8Array[] = [];
+  private buffered = 0;
+  /** When set, every received chunk goes here instead of the queue. */
+  private sink: ((chunk: Uint8Array) => void) | null = null;
+  private readonly outbox: Uint8Array[] = [];
+  private outboxBytes = 0;
+  private readonly waiters = new Set<Waiter>();
+  /** Total bytes received / accepted by the kernel for sending. */
+  receivedBytes = 0;
+  sentBytes = 0;
+  eof = false;
+  closed = false;
+  error: Error | null = null;
+  /** Hooks for server behaviours. */
+  onData: ((chunk: Uint8Array) => void) | null = null;
+  onEnd: (() => void) | null = null;
+
+  constructor(socket: Socket<Holder>) {
+    this.socket = socket;
+    this.remoteAddress = socket.remoteAddress;
+    this.remotePort = socket.remotePort;
+    this.localPort = socket.localPort;
+  }
+
+  // Called by the socket handlers.
+  handleData(chunk: Uint8Array): void {
+    this.receivedBytes += chunk.length;
+    if (this.onData) this.onData(chunk);
+    else if (this.sink) this.sink(chunk);
+    else {
+      this.chunks.push(chunk);
+      this.buffered += chunk.length;
+    }
+    this.notify();
+  }
+
+  handleEnd(): void {
+    this.eof = true;
+    this.onEnd?.();
+    this.notify();
+  }
+
+  handleClose(error?: Error): void {
+    this.closed = true;
+    this.eof = true;
+    if (error && !this.error) this.error = error;
+    this.outbox.length = 0;
+    this.outboxBytes = 0;
+    openConns.delete(this);
+    this.notify();
+  }
+
+  handleDrain(): void {
+    // Idempotent: pause()/resume() fire spurious drains.
+    while (this.outbox.length > 0) {
+      const head = this.outbox[0]!;
+      const accepted = this.socket.write(head);
+      if (accepted < 0) {
+        this.handleClose(new Error("write on a closed socket"));
+        return;
+      }
+      this.sentBytes += accepted;
+      this.outboxBytes -= accepted;
+      if (accepted < head.length) {
+        this.outbox[0] = head.subarray(accepted);
+        break;
+      }
+      this.outbox.shift();
+    }
+    this.notify();
+  }
+
+  private notify(): void {
+    for (const waiter of [...this.waiters]) waiter();
+  }
+
+  /** Resolves when `check` returns a value other than undefined; re-checked on every event. */
+  private until<T>(check: () => T | undefined, ms: number, what: string): Promise<T> {
+    let attempt: Waiter = () => {};
+    const promise = new Promise<T>((resolve, reject) => {
+      attempt = () => {
+        let value: T | undefined;
+        try {
+          value = check();
+        } catch (error) {
+          this.waiters.delete(attempt);
+          reject(error);
+          return;
+        }
+        if (value === undefined) return;
+        this.waiters.delete(attempt);
+        resolve(value);
+      };
+      this.waiters.add(attempt);
+      attempt();
+    });
+    return withDeadline(promise, ms, what).finally(() => this.waiters.delete(attempt));
+  }
+
+  // ── Writing ──
+
+  /** Queues `data` and returns once the kernel has accepted all of it (or the socket closed). */
+  write(data: Uint8Array | string, ms = DEADLINE_MS): Promise<void> {
+    this.send(typeof data === "string" ? bytes(data) : data);
+    return this.flushed(ms);
+  }
+
+  /** Queues `data` without waiting. Writes keep their order. */
+  send(data: Uint8Array): void {
+    if (this.closed) return;
+    if (this.outbox.length === 0) {
+      const accepted = this.socket.write(data);
+      if (accepted < 0) {
+        this.handleClose(new Error("write on a closed socket"));
+        return;
+      }
+      this.sentBytes += accepted;
+      if (accepted === data.length) return;
+      data = data.subarray(accepted);
+    }
+    this.outbox.push(data);
+    this.outboxBytes += data.length;
+  }
+
+  get pendingBytes(): number {
+    return this.outboxBytes;
+  }
+
+  flushed(ms = DEADLINE_MS): Promise<void> {
+    return this.until(
+      () => {
+        if (this.outboxBytes === 0) return true;
+        if (this.closed) throw new Error(`socket closed with ${this.outboxBytes} bytes unsent`);
+        return undefined;
+      },
+      ms,
+      `the kernel to accept ${this.outboxBytes} queued bytes`,
+    ).then(() => undefined);
+  }
+
+  /** Sends `total` seeded pseudo-random bytes with backpressure; returns their digest. */
+  async sendGenerated(total: number, seed: number, ms = 60_000): Promise<StreamDigest> {
+    const prng = new Prng(seed);
+    const hasher = new Bun.CryptoHasher("sha256");
+    const blockBytes = 256 * 1024;
+    let queued = 0;
+    const started = performance.now();
+    while (queued < total) {
+      const block = new Uint8Array(Math.min(blockBytes, total - queued));
+      prng.fill(block);
+      hasher.update(block);
+      this.send(block);
+      queued += block.length;
+      if (this.closed) throw new Error(`socket closed after ${queued} of ${total} bytes queued`);
+      if (this.outboxBytes > 0) {
+        await this.flushed(Math.max(1, ms - (performance.now() - started)));
+      }
+    }
+    return { bytes: queued, sha256: hasher.digest("hex") };
+  }
+
+  /** Sends FIN; reading goes on. */
+  shutdown(): void {
+    if (!this.closed) this.socket.shutdown();
+  }
+
+  /** Sends FIN once everything queued has been accepted by the kernel. */
+  async shutdownAfterFlush(ms = DEADLINE_MS): Promise<void> {
+    await this.flushed(ms);
+    this.shutdown();
+  }
+
+  end(): void {
+    if (!this.closed) this.socket.end();
+  }
+
+  pause(): void {
+    this.socket.pause();
+  }
+
+  resume(): void {
+    this.socket.resume();
+  }
+
+  // ── Reading ──
+
+  get available(): number {
+    return this.buffered;
+  }
+
+  private take(count: number): Uint8Array {
+    const out = new Uint8Array(count);
+    let at = 0;
+    while (at < count) {
+      const head = this.chunks[0]!;
+      const used = Math.min(head.length, count - at);
+      out.set(head.subarray(0, used), at);
+      at += used;
+      if (used === head.length) this.chunks.shift();
+      else this.chunks[0] = head.subarray(used);
+    }
+    this.buffered -= count;
+    return out;
+  }
+
+  /** Exactly `count` bytes; fails if the peer ends first or the deadline passes. */
+  read(count: number, ms = DEADLINE_MS): Promise<Uint8Array> {
+    return this.until(
+      () => {
+        if (this.buffered >= count) return this.take(count);
+        if (this.eof) {
+          throw new Error(
+            `peer closed after ${this.buffered} of ${count} bytes (got ${toHex(this.take(this.buffered))})`,
+          );
+        }
+        return undefined;
+      },
+      ms,
+      `${count} bytes (have ${this.buffered})`,
+    );
+  }
+
+  /** Everything until the peer's FIN (or close). */
+  readToEnd(ms = DEADLINE_MS): Promise<Uint8Array> {
+    return this.until(
+      () => (this.eof ? this.take(this.buffered) : undefined),
+      ms,
+      `the peer to close (have ${this.buffered} bytes)`,
+    );
+  }
+
+  /** Resolves once the peer has sent FIN or the socket closed. Bytes stay queued. */
+  waitEnd(ms = DEADLINE_MS): Promise<void> {
+    return this.until(() => (this.eof ? true : undefined), ms, "the peer to close").then(
+      () => undefined,
+    );
+  }
+
+  /** Streams everything received (queued bytes first) into a digest until the peer's FIN. */
+  digestToEnd(ms = 60_000): Promise<StreamDigest> {
+    const hasher = new Bun.CryptoHasher("sha256");
+    let count = 0;
+    const absorb = (chunk: Uint8Array) => {
+      hasher.update(chunk);
+      count += chunk.length;
+    };
+    for (const chunk of this.chunks) absorb(chunk);
+    this.chunks.length = 0;
+    this.buffered = 0;
+    this.sink = absorb;
+    return this.until(
+      () => (this.eof ? { bytes: count, sha256: hasher.digest("hex") } : undefined),
+      ms,
+      `the peer to close (digested ${count} bytes)`,
+    );
+  }
+}
+
+const connHandlers = {
+  data(socket: Socket<Holder>, chunk: Uint8Array) {
+    socket.data.conn?.handleData(chunk);
+  },
+  drain(socket: Socket<Holder>) {
+    socket.data.conn?.handleDrain();
+  },
+  end(socket: Socket<Holder>) {
+    socket.data.conn?.handleEnd();
+  },
+  close(socket: Socket<Holder>, error?: Error) {
+    socket.data.conn?.handleClose(error);
+  },
+  error(socket: Socket<Holder>, error: Error) {
+    const conn = socket.data.conn;
+    if (conn && !conn.error) conn.error = error;
+  },
+};
+
+/** Open sockets of every kind, so afterAll can close what a failing test left behind. */
+const openConns = new Set<Conn>();
+
+/** Connects a raw TCP client (half-open allowed). Rejects when the connection is refused. */
+export async function connectTcp(host: string, port: number): Promise<Conn> {
+  const socket = await withDeadline(
+    Bun.connect<Holder>({
+      hostname: host,
+      port,
+      allowHalfOpen: true,
+      data: { conn: null },
+      socket: {
+        ...connHandlers,
+        open(socket) {
+          socket.data.conn = new Conn(socket);
+        },
+        connectError() {},
+      },
+    }),
+    DEADLINE_MS,
+    `a TCP connection to ${host}:${port}`,
+  );
+  const opened = socket.data.conn;
+  if (opened === null) throw new Error(`connected to ${host}:${port} but open never ran`);
+  openConns.add(opened);
+  return opened;
+}
+
+// ── Target servers ─────────────────────────────────────────────────────────────────────────────
+
+export interface Target {
+  host: string;
+  port: number;
+  /** Every connection accepted, in order. */
+  readonly conns: Conn[];
+  close(): void;
+}
+
+type Behaviour = (conn: Conn) => void;
+
+const openTargets = new Set<{ close(): void }>();
+
+function listenOn(host: string, port: number, behaviour: Behaviour): Target {
+  const conns: Conn[] = [];
+  const listener: TCPSocketListener<Holder> = Bun.listen<Holder>({
+    hostname: host,
+    port,
+    allowHalfOpen: true,
+    data: { conn: null },
+    socket: {
+      ...connHandlers,
+      open(socket) {
+        const conn = new Conn(socket);
+        socket.data = { conn }; // the listener's data object is shared; give each socket its own
+        conns.push(conn);
+        openConns.add(conn);
+        behaviour(conn);
+      },
+    },
+  });
+  const target: Target = {
+    host,
+    port: listener.port,
+    conns,
+    close() {
+      listener.stop(true);
+      openTargets.delete(target);
+    },
+  };
+  openTargets.add(target);
+  return target;
+}
+
+/** Echoes every byte; on the client's FIN, sends FIN after the echo is flushed. */
+function echoBehaviour(conn: Conn): void {
+  conn.onData = (chunk) => {
+    conn.send(chunk);
+    if (conn.pendingBytes > 4 * MIB) {
+      // Don't buffer without bound when the client reads slowly.
+      conn.pause();
+      void conn.flushed(60_000).then(
+        () => conn.resume(),
+        () => {},
+      );
+    }
+  };
+  conn.onEnd = () => {
+    void conn.shutdownAfterFlush(60_000).catch(() => {});
+  };
+}
+
+export function startEcho(host = "127.0.0.1", port = 0): Target {
+  return listenOn(host, port, echoBehaviour);
+}
+
+/** Accepts, reads and discards everything, and never writes or closes: a stuck upstream. */
+export function startSilent(host = "127.0.0.1"): Target {
+  return listenOn(host, 0, (conn) => {
+    conn.onData = () => {};
+  });
+}
+
+/** Sends `banner` as soon as the connection opens, then echoes. */
+export function startBanner(banner: string, host = "127.0.0.1"): Target {
+  return listenOn(host, 0, (conn) => {
+    echoBehaviour(conn);
+    conn.send(bytes(banner));
+  });
+}
+
+/**
+ * Says nothing until the client's FIN; then answers `sha256-of-everything-received bytes\n`
+ * followed by `trailer`, and sends its own FIN.
+ */
+export function startAnswerAfterFin(trailer: Uint8Array, host = "127.0.0.1"): Target {
+  return listenOn(host, 0, (conn) => {
+    const hasher = new Bun.CryptoHasher("sha256");
+    let count = 0;
+    conn.onData = (chunk) => {
+      hasher.update(chunk);
+      count += chunk.length;
+    };
+    conn.onEnd = () => {
+      conn.send(concat(bytes(`${hasher.digest("hex")} ${count}\n`), trailer));
+      void conn.shutdownAfterFlush(60_000).catch(() => {});
+    };
+  });
+}
+
+export interface BulkResult {
+  sent: StreamDigest;
+  received: StreamDigest;
+}
+
+export interface BulkTarget extends Target {
+  /** One per accepted connection, settled when it has sent everything and seen the client's FIN. */
+  readonly results: Promise<BulkResult>[];
+}
+
+/**
+ * Sends `totalBytes` seeded bytes (seed + connection index) on open, then FIN, while digesting
+ * everything it receives until the client's FIN. `Conn.sentBytes` shows progress.
+ */
+export function startBulk(totalBytes: number, seed: number, host = "127.0.0.1"): BulkTarget {
+  const results: Promise<BulkResult>[] = [];
+  const target = listenOn(host, 0, (conn) => {
+    const index = results.length;
+    const received = conn.digestToEnd(120_000);
+    const sent = conn.sendGenerated(totalBytes, seed + index, 120_000).then(async (digest) => {
+      await conn.shutdownAfterFlush(120_000);
+      return digest;
+    });
+    const result = Promise.all([sent, received]).then(([sentDigest, receivedDigest]) => {
+      conn.end();
+      return { sent: sentDigest, received: receivedDigest };
+    });
+    result.catch(() => {}); // observed by the test; never an unhandled rejection
+    results.push(result);
+  });
+  return Object.assign(target, { results });
+}
+
+/** A port on 127.0.0.1 that refuses connections: bound, then released. */
+export function refusedPort(): number {
+  const listener = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+  const port = listener.port;
+  listener.stop(true);
+  return port;
+}
+
+/**
+ * Binds the same port on 127.0.0.1 and ::1, so "localhost" reaches it whichever family the
+ * resolver returns first. Retries with a new port when ::1 has that port taken.
+ */
+export function onBothLoopbacks<T extends { close(): void }>(
+  start: (host: string, port: number) => T & { port: number },
+): { port: number; close(): void; v4: T; v6: T } {
+  let lastError: unknown = null;
+  for (let attempt = 0; attempt < 20; attempt++) {
+    const v4 = start("127.0.0.1", 0);
+    try {
+      const v6 = start("::1", v4.port);
+      return {
+        port: v4.port,
+        v4,
+        v6,
+        close() {
+          v4.close();
+          v6.close();
+        },
+      };
+    } catch (error) {
+      lastError = error;
+      v4.close();
+    }
+  }
+  throw new Error(`could not bind one port on both 127.0.0.1 and ::1: ${String(lastError)}`);
+}
+
+/** A tiny HTTP server (Bun.serve) answering every GET with `body`. */
+export function startHttp(
+  host: string,
+  port: number,
+  body: string,
+): { port: number; close(): void } {
+  const server = Bun.serve({ hostname: host, port, fetch: () => new Response(body) });
+  const handle = {
+    port: server.port ?? 0,
+    close() {
+      void server.stop(true);
+      openTargets.delete(handle);
+    },
+  };
+  openTargets.add(handle);
+  return handle;
+}
+
+// ── SOCKS5 on the wire (RFC 1928, RFC 1929) ────────────────────────────────────────────────────
+
+export const SOCKS = {
+  version: 0x05,
+  authVersion: 0x01,
+  noAuth: 0x00,
+  password: 0x02,
+  noAcceptable: 0xff,
+  connect: 0x01,
+  bind: 0x02,
+  udpAssociate: 0x03,
+  ipv4: 0x01,
+  domain: 0x03,
+  ipv6: 0x04,
+} as const;
+
+/** Reply codes, as DESIGN.md maps them. */
+export const REPLY = {
+  succeeded: 0x00,
+  general: 0x01,
+  ruleset: 0x02,
+  networkUnreachable: 0x03,
+  hostUnreachable: 0x04,
+  refused: 0x05,
+  timeout: 0x06,
+  commandNotSupported: 0x07,
+  addressTypeNotSupported: 0x08,
+} as const;
+
+/** +----+----------+----------+ : VER NMETHODS METHODS */
+export function encodeGreeting(methods: readonly number[]): Uint8Array {
+  return Uint8Array.from([SOCKS.version, methods.length, ...methods]);
+}
+
+/** +----+------+----------+------+----------+ : VER=01 ULEN UNAME PLEN PASSWD */
+export function encodeAuth(user: string, pass: string): Uint8Array {
+  const name = bytes(user);
+  const secret = bytes(pass);
+  return concat(
+    Uint8Array.from([SOCKS.authVersion, name.length]),
+    name,
+    Uint8Array.from([secret.length]),
+    secret,
+  );
+}
+
+function ipv4Bytes(host: string): Uint8Array | null {
+  const parts = host.split(".");
+  if (parts.length !== 4 || !parts.every((part) => /^\d{1,3}$/.test(part) && Number(part) < 256))
+    return null;
+  return Uint8Array.from(parts.map(Number));
+}
+
+function ipv6Bytes(host: string): Uint8Array | null {
+  if (!host.includes(":")) return null;
+  const [head, tail, extra] = host.split("::");
+  if (extra !== undefined) return null;
+  const groups = (part: string | undefined) => (part ? part.split(":") : []);
+  const left = groups(head);
+  const right = groups(tail);
+  const missing = 8 - left.length - right.length;
+  if (tail === undefined ? missing !== 0 : missing < 1) return null;
+  const all = [...left, ...Array<string>(tail === undefined ? 0 : missing).fill("0"), ...right];
+  const out = new Uint8Array(16);
+  for (const [index, group] of all.entries()) {
+    if (!/^[0-9a-fA-F]{1,4}$/.test(group)) return null;
+    const value = Number.parseInt(group, 16);
+    out[2 * index] = value >> 8;
+    out[2 * index + 1] = value & 0xff;
+  }
+  return out;
+}
+
+/** ATYP + DST.ADDR for an IPv4 literal, an IPv6 literal or a name. */
+export function encodeAddress(host: string): Uint8Array {
+  const v4 = ipv4Bytes(host);
+  if (v4) return concat(Uint8Array.from([SOCKS.ipv4]), v4);
+  const v6 = ipv6Bytes(host);
+  if (v6) return concat(Uint8Array.from([SOCKS.ipv6]), v6);
+  const name = bytes(host);
+  return concat(Uint8Array.from([SOCKS.domain, name.length]), name);
+}
+
+/** +----+-----+-------+------+----------+----------+ : VER CMD RSV ATYP DST.ADDR DST.PORT */
+export function encodeRequest(host: string, port: number, command: number = SOCKS.connect) {
+  return concat(
+    Uint8Array.from([SOCKS.version, command, 0x00]),
+    encodeAddress(host),
+    Uint8Array.from([port >> 8, port & 0xff]),
+  );
+}
+
+export interface SocksReply {
+  version: number;
+  code: number;
+  atyp: number;
+  /** BND.ADDR as text: dotted quad, compressed-free IPv6 groups, or the name. */
+  host: string;
+  port: number;
+  raw: Uint8Array;
+}
+
+function formatIpv6(addr: Uint8Array): string {
+  const groups: string[] = [];
+  for (let i = 0; i < 16; i += 2) groups.push(((addr[i]! << 8) | addr[i + 1]!).toString(16));
+  // Compress the longest run of zero groups, as the usual text form does.
+  let bestStart = -1;
+  let bestLength = 0;
+  for (let start = 0; start < 8; start++) {
+    let length = 0;
+    while (start + length < 8 && groups[start + length] === "0") length++;
+    if (length > bestLength && length > 1) {
+      bestStart = start;
+      bestLength = length;
+    }
+  }
+  if (bestStart < 0) return groups.join(":");
+  return `${groups.slice(0, bestStart).join(":")}::${groups.slice(bestStart + bestLength).join(":")}`;
+}
+
+/** Reads one complete reply: VER REP RSV ATYP BND.ADDR BND.PORT. */
+export async function readReply(conn: Conn, ms = DEADLINE_MS): Promise<SocksReply> {
+  const head = await conn.read(4, ms);
+  const atyp = head[3]!;
+  let addr: Uint8Array;
+  let host: string;
+  if (atyp === SOCKS.ipv4) {
+    addr = await conn.read(4, ms);
+    host = Array.from(addr).join(".");
+  } else if (atyp === SOCKS.ipv6) {
+    addr = await conn.read(16, ms);
+    host = formatIpv6(addr);
+  } else if (atyp === SOCKS.domain) {
+    const length = await conn.read(1, ms);
+    const name = await conn.read(length[0]!, ms);
+    addr = concat(length, name);
+    host = text(name);
+  } else {
+    throw new Error(`reply with unknown ATYP 0x${atyp.toString(16)} (head ${toHex(head)})`);
+  }
+  const portBytes = await conn.read(2, ms);
+  return {
+    version: head[0]!,
+    code: head[1]!,
+    atyp,
+    host,
+    port: (portBytes[0]! << 8) | portBytes[1]!,
+    raw: concat(head, addr, portBytes),
+  };
+}
+
+export interface Credentials {
+  user: string;
+  pass: string;
+}
+
+export interface HandshakeOptions {
+  auth?: Credentials;
+  command?: number;
+}
+
+/** Runs greeting (+ RFC 1929 auth) + request on `conn` and returns the reply, success or not. */
+export async function socksHandshake(
+  conn: Conn,
+  host: string,
+  port: number,
+  options: HandshakeOptions = {},
+): Promise<SocksReply> {
+  const method = options.auth ? SOCKS.password : SOCKS.noAuth;
+  await conn.write(encodeGreeting([method]));
+  const choice = await conn.read(2);
+  if (choice[0] !== SOCKS.version || choice[1] !== method) {
+    throw new Error(
+      `method selection: expected 05 ${toHex(Uint8Array.of(method))}, got ${toHex(choice)}`,
+    );
+  }
+  if (options.auth) {
+    await conn.write(encodeAuth(options.auth.user, options.auth.pass));
+    const status = await conn.read(2);
+    if (status[0] !== SOCKS.authVersion || status[1] !== 0x00) {
+      throw new Error(`auth: expected 01 00, got ${toHex(status)}`);
+    }
+  }
+  await conn.write(encodeRequest(host, port, options.command ?? SOCKS.connect));
+  return await readReply(conn);
+}
+
+export class SocksReplyError extends Error {
+  constructor(readonly reply: SocksReply) {
+    super(`SOCKS reply 0x${reply.code.toString(16).padStart(2, "0")} (raw ${toHex(reply.raw)})`);
+    this.name = "SocksReplyError";
+  }
+}
+
+/** Connects through the proxy; returns the relayed connection once the reply says success. */
+export async function socksConnect(
+  proxyPort: number,
+  host: string,
+  port: number,
+  options: HandshakeOptions & { proxyHost?: string } = {},
+): Promise<{ conn: Conn; reply: SocksReply }> {
+  const conn = await connectTcp(options.proxyHost ?? "127.0.0.1", proxyPort);
+  const reply = await socksHandshake(conn, host, port, options);
+  if (reply.code !== REPLY.succeeded) {
+    conn.end();
+    throw new SocksReplyError(reply);
+  }
+  return { conn, reply };
+}
+
+/** Connects, sends `message`, reads it back (an echo target), closes. Returns what came back. */
+export async function echoThrough(proxyPort: number, targetPort: number, message: string) {
+  const { conn } = await socksConnect(proxyPort, "127.0.0.1", targetPort);
+  try {
+    await conn.write(message);
+    return text(await conn.read(bytes(message).length));
+  } finally {
+    conn.end();
+  }
+}
+
+// ── The proxy in-process ───────────────────────────────────────────────────────────────────────
+
+export type LogRecord = Record<string, unknown> & { msg?: string; level?: string };
+
+export interface TestProxy {
+  readonly proxy: ProxyServer;
+  readonly pool: BufferPool;
+  readonly config: Config;
+  /** Every log line, parsed. */
+  readonly logs: LogRecord[];
+  readonly socksPort: number;
+  readonly forwardPorts: number[];
+  /** The `connection` lines. */
+  connectionLogs(): LogRecord[];
+  /** Waits for a `connection` line matching `match` and returns it. */
+  waitForConnectionLog(match: (record: LogRecord) => boolean, what: string): Promise<LogRecord>;
+  close(graceMs?: number): Promise<void>;
+}
+
+/** Config sections as tests write them; socks.listen defaults to 127.0.0.1:0. */
+export interface TestConfig {
+  server?: Record<string, unknown>;
+  socks?: Record<string, unknown>;
+  forward?: { listen?: string; target: string }[];
+  relay?: Record<string, unknown>;
+  pool?: Record<string, unknown>;
+}
+
+const openProxies = new Set<TestProxy>();
+
+export async function startTestProxy(input: TestConfig = {}): Promise<TestProxy> {
+  const config = parseConfig({
+    server: input.server ?? {},
+    socks: { listen: "127.0.0.1:0", ...input.socks },
+    forward: (input.forward ?? []).map((entry) => ({ listen: "127.0.0.1:0", ...entry })),
+    relay: input.relay ?? {},
+    pool: { slots: 1024, checked: true, ...input.pool },
+    log: { level: "info", format: "json" },
+  });
+  const pool = createPool({
+    strategy: config.pool.strategy,
+    slots: config.pool.slots,
+    slot_bytes: config.pool.slot_bytes,
+    checked: config.pool.checked,
+    local_batch: config.pool.local_batch,
+  });
+  const logs: LogRecord[] = [];
+  const log = createLogger({
+    level: "info",
+    format: "json",
+    write: (line) => {
+      for (const part of line.split("\n")) if (part.trim() !== "") logs.push(JSON.parse(part));
+    },
+  });
+  const proxy = await startProxy({ config, pool, log });
+  const socks = proxy.listeners.find((listener) => listener.kind === "socks");
+  const connectionLogs = () => logs.filter((record) => record.msg === "connection");
+  const handle: TestProxy = {
+    proxy,
+    pool,
+    config,
+    logs,
+    socksPort: socks?.port ?? 0,
+    forwardPorts: proxy.listeners
+      .filter((listener) => listener.kind === "forward")
+      .map((listener) => listener.port),
+    connectionLogs,
+    async waitForConnectionLog(match, what) {
+      let found: LogRecord | undefined;
+      await waitFor(
+        () => {
+          found = connectionLogs().find(match);
+          return found !== undefined;
+        },
+        () => `a connection log line: ${what}; have ${JSON.stringify(connectionLogs())}`,
+      );
+      return found!;
+    },
+    async close(graceMs = 0) {
+      if (!openProxies.delete(handle)) return;
+      await withDeadline(proxy.close(graceMs), graceMs + DEADLINE_MS, "proxy.close()");
+    },
+  };
+  openProxies.add(handle);
+  return handle;
+}
+
+// ── The proxy as a child process ───────────────────────────────────────────────────────────────
+
+export interface ListeningAddress {
+  kind: string;
+  host: string;
+  port: number;
+}
+
+export interface SpawnedProxy {
+  readonly process: ReturnType<typeof Bun.spawn>;
+  /** Parsed JSON lines from stderr, in order. */
+  readonly logs: LogRecord[];
+  /** Every stderr line, parsed or not. */
+  readonly stderrLines: string[];
+  readonly listening: ListeningAddress[];
+  readonly socksPort: number;
+  readonly forwardPorts: number[];
+  readonly ready: LogRecord;
+  /** Sends `signal` and returns the exit code (fails if it does not exit within `ms`). */
+  stop(signal?: NodeJS.Signals, ms?: number): Promise<number>;
+}
+
+const children = new Set<ReturnType<typeof Bun.spawn>>();
+
+function splitAddress(address: string): { host: string; port: number } {
+  const colon = address.lastIndexOf(":");
+  return {
+    host: address.slice(0, colon).replace(/^\[|\]$/g, ""),
+    port: Number(address.slice(colon + 1)),
+  };
+}
+
+async function pumpLines(stream: ReadableStream<Uint8Array>, onLine: (line: string) => void) {
+  const decoder = new TextDecoder();
+  let pending = "";
+  for await (const chunk of stream) {
+    pending += decoder.decode(chunk, { stream: true });
+    let newline = pending.indexOf("\n");
+    while (newline >= 0) {
+      onLine(pending.slice(0, newline));
+      pending = pending.slice(newline + 1);
+      newline = pending.indexOf("\n");
+    }
+  }
+  if (pending !== "") onLine(pending);
+}
+
+/**
+ * Starts `bun src/main.ts --log-format json ...args` and resolves when it logs `ready`, with the
+ * addresses from its `listening` lines. Fails with its stderr when it exits first.
+ */
+export async function spawnProxy(args: string[], readyMs = 20_000): Promise<SpawnedProxy> {
+  const child = Bun.spawn([process.execPath, "src/main.ts", "--log-format", "json", ...args], {
+    cwd: REPO_ROOT,
+    stdin: "ignore",
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  children.add(child);
+  void child.exited.then(() => children.delete(child));
+  const logs: LogRecord[] = [];
+  const stderrLines: string[] = [];
+  const stdoutDone = new Response(child.stdout).text();
+  const stderrDone = pumpLines(child.stderr, (line) => {
+    stderrLines.push(line);
+    if (!line.startsWith("{")) return;
+    try {
+      logs.push(JSON.parse(line) as LogRecord);
+    } catch {
+      // a partial or non-JSON line; kept in stderrLines
+    }
+  });
+  const ready = (async () => {
+    const started = performance.now();
+    while (true) {
+      const found = logs.find((record) => record.msg === "ready");
+      if (found) return found;
+      if (child.exitCode !== null || child.signalCode !== null) {
+        await Promise.allSettled([stderrDone, stdoutDone]);
+        throw new Error(
+          `proxy exited (code ${child.exitCode}, signal ${child.signalCode}) before "ready"; stderr:\n${stderrLines.join("\n")}`,
+        );
+      }
+      if (performance.now() - started > readyMs) {
+        child.kill("SIGKILL");
+        throw new Error(
+          `proxy not ready within ${readyMs} ms; stderr so far:\n${stderrLines.join("\n")}`,
+        );
+      }
+      await Bun.sleep(10);
+    }
+  })();
+  const readyRecord = await ready;
+  const seen = new Set<string>();
+  const listening: ListeningAddress[] = [];
+  for (const record of logs) {
+    if (record.msg !== "listening" || typeof record.address !== "string") continue;
+    const key = `${String(record.kind)} ${record.address}`;
+    if (seen.has(key)) continue; // a line per Worker is allowed; the address is what counts
+    seen.add(key);
+    listening.push({ kind: String(record.kind), ...splitAddress(record.address) });
+  }
+  return {
+    process: child,
+    logs,
+    stderrLines,
+    listening,
+    socksPort: listening.find((entry) => entry.kind === "socks")?.port ?? 0,
+    forwardPorts: listening.filter((entry) => entry.kind === "forward").map((entry) => entry.port),
+    ready: readyRecord,
+    async stop(signal = "SIGTERM", ms = 15_000) {
+      child.kill(signal);
+      try {
+        const code = await withDeadline(child.exited, ms, `the proxy to exit after ${signal}`);
+        await Promise.allSettled([stderrDone, stdoutDone]);
+        return code;
+      } catch (error) {
+        child.kill("SIGKILL");
+        throw error;
+      }
+    },
+  };
+}
+
+/** Runs `bun src/main.ts ...args` to completion (for --help and bad flags). */
+export async function runCli(
+  args: string[],
+  ms = 20_000,
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const child = Bun.spawn([process.execPath, "src/main.ts", ...args], {
+    cwd: REPO_ROOT,
+    stdin: "ignore",
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  children.add(child);
+  try {
+    const [stdout, stderr, code] = await withDeadline(
+      Promise.all([
+        new Response(child.stdout).text(),
+        new Response(child.stderr).text(),
+        child.exited,
+      ]),
+      ms,
+      `sockpool ${args.join(" ")} to exit`,
+    );
+    return { code, stdout, stderr };
+  } finally {
+    if (child.exitCode === null) child.kill("SIGKILL");
+    children.delete(child);
+  }
+}
+
+/** A tool on PATH, or a failure that says how to install it (CI installs all of them). */
+export function requireTool(name: string): string {
+  const path = Bun.which(name);
+  if (path === null) {
+    throw new Error(
+      `${name} not found on PATH: the integration tests need it. Install it with ` +
+        `".ci/setup.sh --test-tools" (curl, proxychains4, iperf3) or your package manager.`,
+    );
+  }
+  return path;
+}
+
+// ── Cleanup ────────────────────────────────────────────────────────────────────────────────────
+
+/** Closes every proxy, target, socket and child process a test left open. For afterAll. */
+export async function cleanup(): Promise<void> {
+  for (const child of children) child.kill("SIGKILL");
+  await Promise.allSettled([...children].map((child) => child.exited));
+  children.clear();
+  for (const conn of openConns) if (!conn.closed) conn.socket.terminate();
+  openConns.clear();
+  await Promise.allSettled([...openProxies].map((proxy) => proxy.close(0)));
+  for (const target of [...openTargets]) target.close();
+}
