@@ -64,26 +64,10 @@ export function text(data: Uint8Array): string {
   return textDecoder.decode(data);
 }
 
-export function fromHex(hexText: string): Uint8Array {
-  const digits = hexText.replace(/\s+/g, "");
-  const out = new Uint8Array(digits.length / 2);
-  for (let i = 0; i < out.length; i++) out[i] = Number.parseInt(digits.slice(2 * i, 2 * i + 2), 16);
-  return out;
-}
+import { concat, fromHex, toHex } from "../support/bytes.ts";
+import { testSeed } from "../support/seed.ts";
 
-export function toHex(data: Uint8Array): string {
-  return Array.from(data, (byte) => byte.toString(16).padStart(2, "0")).join(" ");
-}
-
-export function concat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((sum, part) => sum + part.length, 0));
-  let at = 0;
-  for (const part of parts) {
-    out.set(part, at);
-    at += part.length;
-  }
-  return out;
-}
+export { concat, fromHex, testSeed, toHex };
 
 export function sha256(data: Uint8Array): string {
   return new Bun.CryptoHasher("sha256").update(data).digest("hex");
@@ -92,17 +76,6 @@ export function sha256(data: Uint8Array): string {
 export const MIB = 1024 * 1024;
 
 // ── Seeded pseudo-random bytes ─────────────────────────────────────────────────────────────────
-
-/**
- * A seed for one test: $SOCKPOOL_TEST_SEED when set (to replay a failure), else random. Always
- * printed, so a failing run can be repeated with the same bytes.
- */
-export function testSeed(label: string): number {
-  const fromEnv = process.env.SOCKPOOL_TEST_SEED;
-  const seed = fromEnv ? Number(fromEnv) >>> 0 : (Math.random() * 0x1_0000_0000) >>> 0;
-  console.log(`[seed] ${label}: SOCKPOOL_TEST_SEED=${seed}`);
-  return seed;
-}
 
 /** xorshift32: fast, seedable, good enough to make every byte position distinct in a hash. */
 export class Prng {

@@ -2,19 +2,17 @@
 // reason, and its stats say so.
 
 import { expect, test } from "bun:test";
+import { runBun } from "../support/spawn.ts";
 
 test("a missing native library falls back to TypeScript with one warning naming the reason", async () => {
   const missing = "/nonexistent/libsockpool.so";
-  const child = Bun.spawn(["bun", new URL("./fixtures/fallback.ts", import.meta.url).pathname], {
-    env: { ...process.env, SOCKPOOL_NATIVE_LIB: missing },
-    stdout: "pipe",
-    stderr: "pipe",
-  });
-  const [stdout, stderr, code] = await Promise.all([
-    new Response(child.stdout).text(),
-    new Response(child.stderr).text(),
-    child.exited,
-  ]);
+  const { code, stdout, stderr } = await runBun(
+    new URL("./fixtures/fallback.ts", import.meta.url),
+    [],
+    {
+      SOCKPOOL_NATIVE_LIB: missing,
+    },
+  );
   expect(code).toBe(0);
   expect(JSON.parse(stdout)).toEqual({ backend: "typescript", slot: 0, released: 1 });
   const warnings = stderr.split("\n").filter((line) => line.includes("WARN"));

@@ -3,6 +3,7 @@
 // so that a crash fails this test instead of the whole run.
 
 import { expect, test } from "bun:test";
+import { runBun } from "../support/spawn.ts";
 
 const SLOTS = 1 << 16;
 const ROUNDS = 20;
@@ -11,18 +12,10 @@ const GARBAGE_PER_ROUND = 200;
 test.each(["queue", "local"])(
   "the %s pool survives full GCs with no other reference to its memory",
   async (strategy) => {
-    const child = Bun.spawn(
-      ["bun", new URL("./fixtures/gc-native.ts", import.meta.url).pathname, strategy],
-      {
-        stdout: "pipe",
-        stderr: "pipe",
-      },
+    const { code, stdout, stderr } = await runBun(
+      new URL("./fixtures/gc-native.ts", import.meta.url),
+      [strategy],
     );
-    const [stdout, stderr, code] = await Promise.all([
-      new Response(child.stdout).text(),
-      new Response(child.stderr).text(),
-      child.exited,
-    ]);
     expect({ code, stderr }).toEqual({ code: 0, stderr: "" });
     // Every round must cycle every slot: a freed ring hands out none (or crashes).
     expect(stdout.trim()).toBe(`ok ${strategy} ${ROUNDS * (SLOTS + GARBAGE_PER_ROUND)} native`);

@@ -3,12 +3,13 @@
 
 import { describe, expect, test } from "bun:test";
 import { STRATEGY_NAMES } from "../../src/pool/index.ts";
+import { testSeed } from "../support/seed.ts";
 import { runStress } from "./stress.ts";
 
 const WORKERS = 4;
 const PAIRS = 100_000;
 const SLOTS = 64;
-const SEED = Number(process.env.STRESS_SEED ?? (Math.random() * 2 ** 32) >>> 0);
+const SEED = testSeed("cross-Worker stress");
 
 describe("cross-Worker exactly-once", () => {
   test.each(STRATEGY_NAMES)(
@@ -22,7 +23,7 @@ describe("cross-Worker exactly-once", () => {
         seed: SEED,
       });
       if (result.violations > 0) {
-        console.error(`stress seed ${SEED} (rerun with STRESS_SEED=${SEED}):`, result.reports);
+        console.error(`stress failed (rerun with SOCKPOOL_TEST_SEED=${SEED}):`, result.reports);
       }
       expect(result.reports.map((report) => report.pairs >= PAIRS)).toEqual([
         true,

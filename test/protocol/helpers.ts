@@ -3,32 +3,10 @@
 import { expect } from "bun:test";
 import type { Decoded, ProtocolErrorCode } from "../../src/protocol/errors.ts";
 
-/** "05 01 00" → bytes. Whitespace is ignored. */
-export function fromHex(text: string): Uint8Array {
-  const digits = text.replace(/\s+/g, "");
-  if (digits.length % 2 !== 0 || !/^[0-9a-fA-F]*$/.test(digits)) {
-    throw new Error(`bad hex vector: ${text}`);
-  }
-  const bytes = new Uint8Array(digits.length / 2);
-  for (let i = 0; i < bytes.length; i++)
-    bytes[i] = Number.parseInt(digits.slice(i * 2, i * 2 + 2), 16);
-  return bytes;
-}
+import { concat, fromHex, toHex } from "../support/bytes.ts";
+import { testSeed } from "../support/seed.ts";
 
-/** bytes → "05 01 00", the form the vectors are written in. */
-export function toHex(bytes: Uint8Array): string {
-  return Array.from(bytes, (byte) => byte.toString(16).padStart(2, "0")).join(" ");
-}
-
-export function concat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((sum, part) => sum + part.length, 0));
-  let at = 0;
-  for (const part of parts) {
-    out.set(part, at);
-    at += part.length;
-  }
-  return out;
-}
+export { concat, fromHex, testSeed, toHex };
 
 /** Unwraps a result that must be a message. */
 export function expectMessage<T>(result: Decoded<T>): { message: T; bytes: number } {
@@ -89,15 +67,4 @@ export function prng(seed: number): () => number {
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
-}
-
-/** SEED=… reproduces a run; otherwise a fresh seed. Printed either way. */
-export function testSeed(label: string): number {
-  const fromEnv = process.env.SEED;
-  const seed =
-    fromEnv === undefined
-      ? (Date.now() ^ (Math.random() * 0x7fffffff)) >>> 0
-      : Number(fromEnv) >>> 0;
-  console.log(`${label}: seed ${seed} (rerun with SEED=${seed})`);
-  return seed;
 }

@@ -1,0 +1,28 @@
+// Byte helpers shared by every test folder: hex vectors and concatenation.
+
+/** "05 01 00" → bytes. Whitespace is ignored; anything but pairs of hex digits throws. */
+export function fromHex(text: string): Uint8Array {
+  const digits = text.replace(/\s+/g, "");
+  if (digits.length % 2 !== 0 || !/^[0-9a-fA-F]*$/.test(digits)) {
+    throw new Error(`bad hex vector: ${text}`);
+  }
+  const bytes = new Uint8Array(digits.length / 2);
+  for (let i = 0; i < bytes.length; i++)
+    bytes[i] = Number.parseInt(digits.slice(i * 2, i * 2 + 2), 16);
+  return bytes;
+}
+
+/** bytes → "05 01 00", the form the vectors are written in. */
+export function toHex(bytes: Uint8Array): string {
+  return Array.from(bytes, (byte) => byte.toString(16).padStart(2, "0")).join(" ");
+}
+
+export function concat(...parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((sum, part) => sum + part.length, 0));
+  let at = 0;
+  for (const part of parts) {
+    out.set(part, at);
+    at += part.length;
+  }
+  return out;
+}
