@@ -30,13 +30,15 @@ export class QueuePool extends SlabPool {
   protected override takeMany(out: Uint32Array, count: number): number {
     const batch = this.batchOf(count);
     const n = this.queue.popBatch(batch, 0, count);
-    out.set(batch.values.subarray(0, n));
+    const values = batch.values;
+    for (let i = 0; i < n; i++) out[i] = values[i]!; // a loop, not set(subarray()): no allocation
     return n;
   }
 
   protected override giveMany(slots: Uint32Array, count: number): void {
     const batch = this.batchOf(count);
-    batch.values.set(slots.subarray(0, count));
+    const values = batch.values;
+    for (let i = 0; i < count; i++) values[i] = slots[i]!;
     this.queue.pushBatch(batch, 0, count);
   }
 
