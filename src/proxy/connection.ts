@@ -149,11 +149,14 @@ export abstract class Connection implements PipeOwner {
     this.checkDone();
   }
 
+  /** A socket error or reset on either side: tear both down at once and return every slot. */
   failed(error: Error): void {
+    if (this.phase === "closed") return;
+    const code = (error as { code?: string }).code;
     this.ctx.log.debug("socket error", {
       client: this.clientAddress,
       target: this.target,
-      error: error.message,
+      error: code ?? error.message,
     });
     this.close("error");
   }

@@ -93,7 +93,8 @@ export async function startProxy(options: ProxyOptions): Promise<ProxyServer> {
     },
     drain: (socket) => socket.data.upstreamDrain(),
     end: (socket) => socket.data.upstreamEnd(),
-    close: (socket) => socket.data.upstreamClosed(),
+    // Bun reports a reset (ECONNRESET) only as close's error argument: tear down, don't treat it as FIN.
+    close: (socket, error) => (error ? socket.data.failed(error) : socket.data.upstreamClosed()),
     error: (socket, error) => socket.data.failed(error),
   };
 
@@ -135,7 +136,7 @@ export async function startProxy(options: ProxyOptions): Promise<ProxyServer> {
     data: (socket, chunk) => socket.data.clientData(chunk),
     drain: (socket) => socket.data.clientDrain(),
     end: (socket) => socket.data?.clientEnd(),
-    close: (socket) => socket.data?.clientClosed(),
+    close: (socket, error) => (error ? socket.data?.failed(error) : socket.data?.clientClosed()),
     error: (socket, error) => socket.data?.failed(error),
   };
 

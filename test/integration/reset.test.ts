@@ -1,0 +1,78 @@
+// A reset (RST) on either side tears the whole connection down at once, is logged as an error, and
+// returns every pool slot. Bun reports a reset only as close's error argument, not as an error event.
+
+import { afterAll, describe, expect, test } from "bun:test";
+import { cleanup, MIB, socksConnect, startTestProxy, waitFor } from "./helpers.ts";
+
+afterAll(cleanup);
+
+describe.each(["queue", "queue-ts"])("resets, pool strategy %s", (strategy) => {
+  test("the target resets mid-stream: the client is closed and the log says error", async () => {
+    // A target that reads the first bytes and answers with a reset.
+    const target = Bun.listen({
+      hostname: "127.0.0.1",
+      port: 0,
+      socket: { data: (socket) => socket.terminate() },
+    });
+    const tp = await startTestProxy({ pool: { strategy } });
+    try {
+      const { conn } = await socksConnect(tp.socksPort, "127.0.0.1", target.port);
+      conn.send(new Uint8Array(4 * MIB)); // more than the kernel takes at once: a backlog forms
+      await conn.waitEnd();
+      const record = await tp.waitForConnectionLog(
+        (r) => r.target === `127.0.0.1:${target.port}`,
+        "the connection line",
+      );
+      expect(record.outcome).toBe("error");
+      await waitFor(() => tp.pool.stats().in_use === 0, "every slot back in the pool");
+      expect(tp.proxy.stats().connections_open).toBe(0);
+    } finally {
+      target.stop(true);
+      await tp.close();
+    }
+  });
+
+  test("the client resets while the target streams: the upstream is closed too", async () => {
+    let upstreamClosed!: () => void;
+    const closed = new Promise<void>((resolve) => {
+      upstreamClosed = resolve;
+    });
+    const chunk = new Uint8Array(256 * 1024);
+    let sent = 0;
+    // Write until the socket pushes back (drain resumes it), up to 64 MiB.
+    const stream = (socket: { write(data: Uint8Array): number }) => {
+      while (sent < 64 * MIB) {
+        const written = socket.write(chunk);
+        sent += Math.max(written, 0);
+        if (written < chunk.length) return;
+      }
+    };
+    const target = Bun.listen({
+      hostname: "127.0.0.1",
+      port: 0,
+      socket: {
+        open: stream,
+        drain: stream,
+        data: () => {},
+        close: () => upstreamClosed(),
+      },
+    });
+    const tp = await startTestProxy({ pool: { strategy } });
+    try {
+      const { conn } = await socksConnect(tp.socksPort, "127.0.0.1", target.port);
+      conn.pause(); // let the proxy's backlog toward us fill
+      await waitFor(() => tp.pool.stats().in_use > 0, "a backlog in pool slots");
+      conn.socket.terminate(); // RST
+      await closed; // bounded by the test timeout
+      const record = await tp.waitForConnectionLog(
+        (r) => r.target === `127.0.0.1:${target.port}`,
+        "the connection line",
+      );
+      expect(record.outcome).toBe("error");
+      await waitFor(() => tp.pool.stats().in_use === 0, "every slot back in the pool");
+    } finally {
+      target.stop(true);
+      await tp.close();
+    }
+  }, 20_000);
+});
