@@ -3,7 +3,8 @@
 #   1. Bun 1.4.x from the npm registry        (pinned: bun@1.4.5)
 #   2. Zig 0.15.2: a system zig of that version, else PyPI ziglang==0.15.2 (run as python3 -m ziglang)
 #   3. bun install (lockfile frozen), then the native library (zig build, ReleaseFast)
-#   --test-tools also installs the real clients the integration tests drive (Debian packages).
+#   --test-tools also installs the real clients the integration tests drive, --bench-tools also the
+#   peers bench:e2e compares against (Debian packages).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -41,17 +42,34 @@ bun install --frozen-lockfile
 bash .ci/zig.sh build
 say "native library: $(ls zig-out/lib/libsockpool.*)"
 
-# 4. Real clients and peers for the integration tests (Debian packages), only when asked.
-if [ "${1:-}" = "--test-tools" ]; then
-  missing=()
-  command -v curl >/dev/null 2>&1 || missing+=(curl)
-  command -v proxychains4 >/dev/null 2>&1 || missing+=(proxychains4)
-  command -v iperf3 >/dev/null 2>&1 || missing+=(iperf3)
-  if [ ${#missing[@]} -gt 0 ]; then
-    say "installing ${missing[*]} from Debian's packages"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${missing[@]}"
+# 4. Real clients and peers, only when asked (Debian packages):
+#    --test-tools   curl, proxychains4, iperf3: the integration tests' real clients
+#    --bench-tools  the above, plus dante-server, microsocks, haproxy: bun run bench:e2e's peers
+want=()
+for flag in "$@"; do
+  case "$flag" in
+    --test-tools) want+=(curl:curl proxychains4:proxychains4 iperf3:iperf3) ;;
+    --bench-tools) want+=(curl:curl proxychains4:proxychains4 iperf3:iperf3 danted:dante-server microsocks:microsocks haproxy:haproxy) ;;
+    *) echo "setup: unknown option $flag (expected --test-tools or --bench-tools)" >&2; exit 2 ;;
+  esac
+done
+missing=()
+for entry in "${want[@]}"; do
+  command="${entry%%:*}" package="${entry##*:}"
+  if ! command -v "$command" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$command" ]; then
+    case " ${missing[*]} " in *" $package "*) ;; *) missing+=("$package") ;; esac
   fi
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  say "installing ${missing[*]} from Debian's packages"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  # policy-rc.d 101: packages that ship a daemon (dante-server, haproxy) must not start one here.
+  made_policy=0
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && made_policy=1
+  fi
+  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  if [ "$made_policy" = 1 ]; then rm -f /usr/sbin/policy-rc.d; fi
 fi
 say "done"
