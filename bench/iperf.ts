@@ -1,24 +1,38 @@
 // Relay throughput with iperf3, beside its baseline: iperf3 direct on loopback, then the same runs
 // through sockpool's SOCKS5 listener (proxychains4) and through a forward listener, all in ONE run
 // so the ratios compare like with like. Single stream, -P 4 and -R (reverse) for each.
-// Not a test and not a gate: it prints a table. DESIGN.md lists peers measured the same way.
+// Not a test and not a gate: it prints a table. bench/e2e.ts runs the same cases beside the peers
+// (Dante, microsocks, HAProxy); this one is the quick look at one strategy.
 //
 //   bun bench/iperf.ts [--strategy NAME] [--time SECONDS] [--workers N] [--smoke]
 //
 // Needs iperf3 and proxychains4 (.ci/setup.sh --test-tools). Everything it starts is stopped at
 // the end, on failure and on Ctrl-C too.
 
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { DEFAULT_CONFIG } from "../src/config/schema.ts";
 import { STRATEGY_NAMES } from "../src/pool/index.ts";
-
-const REPO_ROOT = fileURLToPath(new URL("../", import.meta.url));
-const READY_MS = 20_000;
-const STOP_MS = 5_000;
+import {
+  IPERF_VARIANTS,
+  type IperfVariant,
+  requireTool,
+  runIperf,
+  startIperfServer,
+  writeProxychainsConfig,
+} from "./e2e-iperf.ts";
+import {
+  cleanupOnSignal,
+  freePorts,
+  leftoverProcesses,
+  socksAnswers,
+  spawn,
+  stopAll,
+  stopAllOnSignals,
+  waitListening,
+} from "./e2e-procs.ts";
 
 // ── Options ────────────────────────────────────────────────────────────────────────────────────
 
@@ -61,206 +75,19 @@ if (!Number.isInteger(seconds) || seconds < 1 || seconds > 600) {
 if (values.workers !== undefined && !/^\d+$/.test(values.workers)) {
   fail(`--workers: expected an integer, got ${JSON.stringify(values.workers)}`);
 }
+const workers = values.workers === undefined ? null : Number(values.workers);
 
-function tool(name: string): string {
-  const found = Bun.which(name);
-  if (found === null) {
-    fail(
-      `${name} not found on PATH; install it with ".ci/setup.sh --test-tools" (or apt-get install ${name})`,
-    );
-  }
-  return found;
-}
+const VARIANTS: readonly IperfVariant[] = values.smoke
+  ? IPERF_VARIANTS.filter((variant) => variant.key === "1" || variant.key === "1R")
+  : IPERF_VARIANTS;
 
-const IPERF3 = tool("iperf3");
-const PROXYCHAINS = tool("proxychains4");
-
-// ── Processes ──────────────────────────────────────────────────────────────────────────────────
-
-type Child = ReturnType<typeof Bun.spawn>;
-const children = new Set<Child>();
-
-function spawn(command: string[], stdout: "pipe" | "ignore" = "pipe"): Child {
-  const child = Bun.spawn(command, { cwd: REPO_ROOT, stdin: "ignore", stdout, stderr: "pipe" });
-  children.add(child);
-  void child.exited.then(() => children.delete(child));
-  return child;
-}
-
-async function stop(child: Child): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  child.kill("SIGTERM");
-  const timer = setTimeout(() => child.kill("SIGKILL"), STOP_MS);
-  await child.exited;
-  clearTimeout(timer);
-}
-
-async function stopAll(): Promise<void> {
-  await Promise.allSettled([...children].map(stop));
-}
-
-for (const signal of ["SIGINT", "SIGTERM"] as const) {
-  process.on(signal, () => {
-    void stopAll().finally(() => process.exit(130));
-  });
-}
-
-/** A loopback port that was free a moment ago (bound, then released). */
-function freePort(): number {
-  const listener = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
-  const { port } = listener;
-  listener.stop(true);
-  return port;
-}
-
-async function readText(stream: ReadableStream<Uint8Array> | number | undefined): Promise<string> {
-  return stream instanceof ReadableStream ? await new Response(stream).text() : "";
-}
-
-/** Resolves when `needle` appears on the child's stdout; keeps draining it afterwards. */
-async function waitForOutput(child: Child, needle: string, what: string): Promise<void> {
-  const stream = child.stdout;
-  if (!(stream instanceof ReadableStream)) throw new Error(`${what}: stdout is not piped`);
-  const decoder = new TextDecoder();
-  let seen = "";
-  const reader = stream.getReader();
-  const deadline = setTimeout(() => void reader.cancel(), READY_MS);
-  try {
-    while (!seen.includes(needle)) {
-      const { done, value } = await reader.read();
-      if (done) {
-        const stderr = await readText(child.stderr);
-        throw new Error(`${what} exited or timed out before "${needle}":\n${seen}${stderr}`);
-      }
-      seen += decoder.decode(value, { stream: true });
-    }
-  } finally {
-    clearTimeout(deadline);
-  }
-  // Keep reading so a full pipe never blocks the child.
-  void (async () => {
-    while (!(await reader.read()).done) {}
-  })().catch(() => {});
-}
-
-/** Resolves once the SOCKS5 listener answers a greeting with "05 00". */
-async function waitForSocks(port: number, proxy: Child): Promise<void> {
-  const started = performance.now();
-  while (performance.now() - started < READY_MS) {
-    if (proxy.exitCode !== null) {
-      throw new Error(`the proxy exited with ${proxy.exitCode}:\n${await readText(proxy.stderr)}`);
-    }
-    const answered = await new Promise<boolean>((resolve) => {
-      Bun.connect({
-        hostname: "127.0.0.1",
-        port,
-        socket: {
-          open(socket) {
-            socket.write(Uint8Array.of(0x05, 0x01, 0x00));
-          },
-          data(socket, chunk) {
-            resolve(chunk[0] === 0x05 && chunk[1] === 0x00);
-            socket.end();
-          },
-          close() {
-            resolve(false);
-          },
-          connectError() {
-            resolve(false);
-          },
-        },
-      }).catch(() => resolve(false));
-    });
-    if (answered) return;
-    await Bun.sleep(25);
-  }
-  throw new Error(`the SOCKS5 listener on 127.0.0.1:${port} did not answer within ${READY_MS} ms`);
-}
-
-// ── iperf3 runs ────────────────────────────────────────────────────────────────────────────────
-
-interface Variant {
-  name: string;
-  args: string[];
-}
-
-const VARIANTS: Variant[] = values.smoke
-  ? [
-      { name: "1 stream", args: [] },
-      { name: "reverse (-R)", args: ["-R"] },
-    ]
-  : [
-      { name: "1 stream", args: [] },
-      { name: "4 streams (-P 4)", args: ["-P", "4"] },
-      { name: "reverse (-R)", args: ["-R"] },
-      { name: "reverse, 4 streams", args: ["-R", "-P", "4"] },
-    ];
+// ── Report ─────────────────────────────────────────────────────────────────────────────────────
 
 interface Row {
   path: string;
   variant: string;
   bitsPerSecond: number | null;
   error?: string;
-}
-
-interface IperfJson {
-  error?: string;
-  end?: { sum_received?: { bits_per_second?: number } };
-}
-
-/** iperf3 -s serves one test at a time, and the previous test's sockets may still be closing
- *  through the proxy when its client exits: "busy" is retried, for up to BUSY_RETRY_MS. */
-const BUSY_RETRY_MS = 15_000;
-
-class IperfBusy extends Error {}
-
-async function iperf(prefix: string[], port: number, variant: Variant): Promise<number> {
-  const started = performance.now();
-  while (true) {
-    try {
-      return await iperfOnce(prefix, port, variant);
-    } catch (error) {
-      if (!(error instanceof IperfBusy) || performance.now() - started > BUSY_RETRY_MS) throw error;
-      await Bun.sleep(200);
-    }
-  }
-}
-
-async function iperfOnce(prefix: string[], port: number, variant: Variant): Promise<number> {
-  const command = [
-    ...prefix,
-    IPERF3,
-    "-c",
-    "127.0.0.1",
-    "-p",
-    String(port),
-    "-t",
-    String(seconds),
-    "--connect-timeout",
-    "5000",
-    "-J",
-    ...variant.args,
-  ];
-  const child = spawn(command);
-  const timer = setTimeout(() => child.kill("SIGKILL"), (seconds + 30) * 1000);
-  const [stdout, stderr, code] = await Promise.all([
-    readText(child.stdout),
-    readText(child.stderr),
-    child.exited,
-  ]);
-  clearTimeout(timer);
-  let parsed: IperfJson;
-  try {
-    parsed = JSON.parse(stdout) as IperfJson;
-  } catch {
-    throw new Error(`iperf3 exit ${code}, no JSON: ${(stderr || stdout).trim().slice(0, 300)}`);
-  }
-  if (parsed.error?.includes("busy")) throw new IperfBusy(`iperf3: ${parsed.error}`);
-  if (parsed.error) throw new Error(`iperf3: ${parsed.error}`);
-  const bits = parsed.end?.sum_received?.bits_per_second;
-  if (typeof bits !== "number")
-    throw new Error("iperf3 JSON has no end.sum_received.bits_per_second");
-  return bits;
 }
 
 function table(rows: Row[]): string {
@@ -289,24 +116,16 @@ function table(rows: Row[]): string {
 // ── Main ───────────────────────────────────────────────────────────────────────────────────────
 
 async function main(): Promise<number> {
+  stopAllOnSignals("bench/iperf");
+  const iperf3 = requireTool("iperf3", 'install it with ".ci/setup.sh --test-tools"');
+  const proxychains = requireTool("proxychains4", 'install it with ".ci/setup.sh --test-tools"');
   const tempDir = mkdtempSync(path.join(os.tmpdir(), "sockpool-iperf-"));
+  cleanupOnSignal(() => rmSync(tempDir, { recursive: true, force: true }));
   try {
-    const iperfPort = freePort();
-    const socksPort = freePort();
-    const forwardPort = freePort();
+    const [iperfPort, socksPort, forwardPort] = freePorts(3) as [number, number, number];
+    await startIperfServer(iperf3, iperfPort);
 
-    const server = spawn([
-      IPERF3,
-      "-s",
-      "-B",
-      "127.0.0.1",
-      "-p",
-      String(iperfPort),
-      "--forceflush",
-    ]);
-    await waitForOutput(server, "Server listening", "iperf3 -s");
-
-    const proxyArgs = [
+    const proxy = spawn("sockpool", [
       process.execPath,
       "src/main.ts",
       "--socks",
@@ -317,66 +136,56 @@ async function main(): Promise<number> {
       strategy,
       "--log-level",
       "warn",
-      ...(values.workers === undefined ? [] : ["--workers", values.workers]),
-    ];
-    const proxy = spawn(proxyArgs, "ignore");
-    await waitForSocks(socksPort, proxy);
+      ...(workers === null ? [] : ["--workers", String(workers)]),
+    ]);
+    await waitListening(proxy, [socksPort, forwardPort], workers ?? 1);
+    if (!(await socksAnswers(socksPort))) {
+      throw new Error(`the SOCKS5 listener on 127.0.0.1:${socksPort} does not answer a greeting`);
+    }
 
-    const confPath = path.join(tempDir, "proxychains.conf");
-    writeFileSync(
-      confPath,
-      [
-        "strict_chain",
-        "tcp_read_time_out 15000",
-        "tcp_connect_time_out 8000",
-        "[ProxyList]",
-        `socks5 127.0.0.1 ${socksPort}`,
-        "",
-      ].join("\n"),
-    );
-
+    const confPath = writeProxychainsConfig(tempDir, "sockpool", socksPort);
     const paths: { name: string; prefix: string[]; port: number }[] = [
-      { name: "direct (baseline)", prefix: [], port: iperfPort },
+      { name: "direct", prefix: [], port: iperfPort },
       {
         name: "SOCKS5 (proxychains4)",
-        prefix: [PROXYCHAINS, "-q", "-f", confPath],
+        prefix: [proxychains, "-q", "-f", confPath],
         port: iperfPort,
       },
       { name: "forward listener", prefix: [], port: forwardPort },
     ];
     console.log(
-      `sockpool iperf3: strategy ${strategy}, ${seconds} s per run, workers ${values.workers ?? "default"}, ` +
+      `sockpool iperf3: strategy ${strategy}, ${seconds} s per run, workers ${workers ?? "default"}, ` +
         `${navigator.hardwareConcurrency} CPUs${values.smoke ? " (smoke)" : ""}`,
     );
     const rows: Row[] = [];
     for (const variant of VARIANTS) {
       for (const route of paths) {
-        const pathName = route.name === "direct (baseline)" ? "direct" : route.name;
         try {
-          const bits = await iperf(route.prefix, route.port, variant);
-          rows.push({ path: pathName, variant: variant.name, bitsPerSecond: bits });
-          console.log(`  ${pathName} / ${variant.name}: ${(bits / 1e9).toFixed(2)} Gbit/s`);
+          const { bitsPerSecond } = await runIperf(iperf3, { ...route, seconds, variant });
+          rows.push({ path: route.name, variant: variant.name, bitsPerSecond });
+          console.log(
+            `  ${route.name} / ${variant.name}: ${(bitsPerSecond / 1e9).toFixed(2)} Gbit/s`,
+          );
         } catch (error) {
           const message = error instanceof Error ? error.message : String(error);
-          rows.push({ path: pathName, variant: variant.name, bitsPerSecond: null, error: message });
-          console.log(`  ${pathName} / ${variant.name}: FAILED ${message}`);
+          rows.push({
+            path: route.name,
+            variant: variant.name,
+            bitsPerSecond: null,
+            error: message,
+          });
+          console.log(`  ${route.name} / ${variant.name}: FAILED ${message}`);
         }
-        if (proxy.exitCode !== null)
-          throw new Error(`the proxy exited with ${proxy.exitCode} mid-run`);
+        if (!proxy.alive()) throw new Error(`the proxy exited mid-run:\n${proxy.stderr()}`);
       }
     }
-    const order = ["direct", "SOCKS5 (proxychains4)", "forward listener"];
-    rows.sort(
-      (left, right) =>
-        VARIANTS.findIndex((variant) => variant.name === left.variant) -
-          VARIANTS.findIndex((variant) => variant.name === right.variant) ||
-        order.indexOf(left.path) - order.indexOf(right.path),
-    );
     console.log(`\n${table(rows)}`);
     return rows.some((row) => row.bitsPerSecond === null) ? 1 : 0;
   } finally {
     await stopAll();
     rmSync(tempDir, { recursive: true, force: true });
+    const left = leftoverProcesses();
+    if (left.length > 0) console.error(`bench/iperf: processes left running: ${left.join(", ")}`);
   }
 }
 

@@ -1,0 +1,325 @@
+// The proxies the end-to-end benchmark compares: sockpool (one instance per pool strategy) and
+// the peers Dante, microsocks and HAProxy (tcp mode), each started on 127.0.0.1 with a minimal
+// config written to a temp dir, and known ready when its ports listen (and a SOCKS5 greeting is
+// answered). Not the measurements (bench/e2e.ts) and not process plumbing (bench/e2e-procs.ts).
+
+import { writeFileSync } from "node:fs";
+import path from "node:path";
+import { DEFAULT_CONFIG } from "../src/config/schema.ts";
+import {
+  freePorts,
+  type Proc,
+  READY_MS,
+  socksAnswers,
+  spawn,
+  stop,
+  waitListening,
+} from "./e2e-procs.ts";
+
+export type PeerFamily = "sockpool" | "dante" | "microsocks" | "haproxy";
+
+/** The servers behind the proxies; a forward-type peer has one forward listener for each. */
+export interface Targets {
+  /** Echoes and keeps the connection (idle test). */
+  echoPort: number;
+  /** Echoes 64 B, then closes first (rate test). */
+  closePort: number;
+  /** Streams a large payload (slow readers). */
+  bulkPort: number;
+  iperfPort: number;
+}
+
+const TARGET_NAMES = ["echo", "close", "bulk", "iperf"] as const;
+
+/** Fresh forward listen ports, one per target, and the (listen, target) pairs. */
+function forwardPorts(targets: Targets): {
+  forward: Targets;
+  pairs: [name: string, listen: number, target: number][];
+} {
+  const [echoPort, closePort, bulkPort, iperfPort] = freePorts(4) as [
+    number,
+    number,
+    number,
+    number,
+  ];
+  const forward: Targets = { echoPort, closePort, bulkPort, iperfPort };
+  return {
+    forward,
+    pairs: TARGET_NAMES.map((name) => [name, forward[`${name}Port`], targets[`${name}Port`]]),
+  };
+}
+
+export interface RunningPeer {
+  proc: Proc;
+  /** SOCKS5 listener, or null for a forward-only peer. */
+  socksPort: number | null;
+  /** Forward listeners (to the echo, bulk and iperf3 servers), or null for a SOCKS-only peer. */
+  forward: Targets | null;
+}
+
+export interface PeerSpec {
+  /** Stable key, used in JSON and --peers: "sockpool-local", "dante", … */
+  id: string;
+  family: PeerFamily;
+  /** For tables: "sockpool local", "Dante 1.4.2". */
+  label: string;
+  /** null when installed; else why not. */
+  missing: string | null;
+  start(context: StartContext): Promise<RunningPeer>;
+}
+
+export interface StartContext {
+  targets: Targets;
+  /** Directory for config files. */
+  dir: string;
+  /** Soft open-file limit for the peer (ulimit -n). */
+  fileLimit: number;
+  /** Connections the peer must accept at once (idle test). */
+  connectionsMax: number;
+}
+
+/** sockpool's Worker threads in every run: the benchmark machine has 2 cores. */
+export const SOCKPOOL_WORKERS = 2;
+/** sockpool's shutdown grace in the benchmark: short, so stopping a peer is quick. */
+const SHUTDOWN_TIMEOUT_MS = 1_000;
+
+export function debianVersion(pkg: string): string | null {
+  // "dante-server\t1.4.2+dfsg-7+b8"
+  const result = Bun.spawnSync(["dpkg-query", "-W", pkg], { stdout: "pipe", stderr: "ignore" });
+  const text = result.stdout.toString().trim().split("\t")[1] ?? "";
+  return result.exitCode === 0 && text !== "" ? text : null;
+}
+
+/** "1.4.2+dfsg-7+b8" → "1.4.2"; "2.6.12-1+deb12u4" → "2.6.12". */
+function upstreamVersion(debian: string | null): string {
+  return debian === null ? "?" : debian.replace(/^\d+:/, "").replace(/[+~-].*$/, "");
+}
+
+/** A binary on PATH, or in /usr/sbin (where Debian puts danted and haproxy; not on every PATH). */
+function findBinary(binary: string): string | null {
+  return Bun.which(binary) ?? Bun.which(binary, { PATH: "/usr/local/sbin:/usr/sbin:/sbin" });
+}
+
+function missingBinary(binary: string, pkg: string): string | null {
+  return findBinary(binary) === null
+    ? `${binary} not found; install it with: apt-get install -y ${pkg}`
+    : null;
+}
+
+async function ready(
+  proc: Proc,
+  ports: number[],
+  sockets: number,
+  socksPort: number | null,
+): Promise<void> {
+  try {
+    await waitListening(proc, ports, sockets);
+    if (socksPort !== null) {
+      const deadline = performance.now() + READY_MS;
+      while (!(await socksAnswers(socksPort))) {
+        if (!proc.alive() || performance.now() > deadline) {
+          throw new Error(
+            `${proc.name} listens on ${socksPort} but does not answer a SOCKS5 greeting:\n${proc.stderr()}`,
+          );
+        }
+        await Bun.sleep(20);
+      }
+    }
+  } catch (error) {
+    await stop(proc);
+    throw error;
+  }
+}
+
+// ── sockpool ───────────────────────────────────────────────────────────────────────────────────
+
+export function sockpoolPeer(strategy: string): PeerSpec {
+  return {
+    id: `sockpool-${strategy}`,
+    family: "sockpool",
+    label: `sockpool ${strategy}`,
+    missing: null,
+    async start(context) {
+      const [socksPort] = freePorts(1) as [number];
+      const { forward, pairs } = forwardPorts(context.targets);
+      // Only what flags cannot say: room for the idle test, and a quick stop.
+      const configFile = path.join(context.dir, `sockpool-${strategy}.toml`);
+      writeFileSync(
+        configFile,
+        `[server]\nconnections_max = ${context.connectionsMax}\nshutdown_timeout_ms = ${SHUTDOWN_TIMEOUT_MS}\n`,
+      );
+      const argv = [
+        process.execPath,
+        "src/main.ts",
+        "--config",
+        configFile,
+        "--socks",
+        `127.0.0.1:${socksPort}`,
+        ...pairs.flatMap(([, listen, target]) => [
+          "--forward",
+          `127.0.0.1:${listen}=127.0.0.1:${target}`,
+        ]),
+        "--pool-strategy",
+        strategy,
+        "--workers",
+        String(SOCKPOOL_WORKERS),
+        "--log-level",
+        "warn",
+        "--log-format",
+        "json",
+      ];
+      const proc = spawn(`sockpool ${strategy}`, argv, { fileLimit: context.fileLimit });
+      // Ready when every Worker listens on every port (one socket each with reusePort): the
+      // "ready" log line is at info level, which would also log every connection.
+      await ready(
+        proc,
+        [socksPort, ...pairs.map(([, listen]) => listen)],
+        SOCKPOOL_WORKERS,
+        socksPort,
+      );
+      return { proc, socksPort, forward };
+    },
+  };
+}
+
+/** sockpool's memory bound for held bytes, from its defaults (the benchmark does not change them). */
+export const SOCKPOOL_POOL = {
+  slots: DEFAULT_CONFIG.pool.slots,
+  slotBytes: DEFAULT_CONFIG.pool.slot_bytes,
+  backlogBytesMax: DEFAULT_CONFIG.relay.backlog_bytes_max,
+};
+
+// ── Dante ──────────────────────────────────────────────────────────────────────────────────────
+
+export function dantePeer(): PeerSpec {
+  const version = upstreamVersion(debianVersion("dante-server"));
+  return {
+    id: "dante",
+    family: "dante",
+    label: `Dante ${version}`,
+    missing: missingBinary("danted", "dante-server"),
+    async start(context) {
+      const [socksPort] = freePorts(1) as [number];
+      const configFile = path.join(context.dir, "danted.conf");
+      // Minimal: no auth, loopback in and out, errors only on stderr; root may switch to nobody.
+      writeFileSync(
+        configFile,
+        [
+          "logoutput: stderr",
+          `internal: 127.0.0.1 port = ${socksPort}`,
+          "external: 127.0.0.1",
+          "socksmethod: none",
+          "clientmethod: none",
+          "user.privileged: root",
+          "user.unprivileged: nobody",
+          "client pass {",
+          "  from: 127.0.0.0/8 to: 0.0.0.0/0",
+          "}",
+          "socks pass {",
+          "  from: 127.0.0.0/8 to: 0.0.0.0/0",
+          "}",
+          "",
+        ].join("\n"),
+      );
+      // Foreground by default (-D would detach); it forks its negotiate/request/io children.
+      const proc = spawn("danted", [findBinary("danted")!, "-f", configFile], {
+        fileLimit: context.fileLimit,
+      });
+      await ready(proc, [socksPort], 1, socksPort);
+      return { proc, socksPort, forward: null };
+    },
+  };
+}
+
+// ── microsocks ─────────────────────────────────────────────────────────────────────────────────
+
+export function microsocksPeer(): PeerSpec {
+  const version = upstreamVersion(debianVersion("microsocks"));
+  return {
+    id: "microsocks",
+    family: "microsocks",
+    label: `microsocks ${version}`,
+    missing: missingBinary("microsocks", "microsocks"),
+    async start(context) {
+      const [socksPort] = freePorts(1) as [number];
+      // One thread per connection, a 1 KiB relay buffer; no config file.
+      const proc = spawn(
+        "microsocks",
+        [findBinary("microsocks")!, "-i", "127.0.0.1", "-p", String(socksPort)],
+        {
+          fileLimit: context.fileLimit,
+        },
+      );
+      await ready(proc, [socksPort], 1, socksPort);
+      return { proc, socksPort, forward: null };
+    },
+  };
+}
+
+// ── HAProxy ────────────────────────────────────────────────────────────────────────────────────
+
+/** Descriptors HAProxy keeps besides two per connection (listeners, pollers, logs). */
+const HAPROXY_FDS_RESERVED = 200;
+
+export function haproxyPeer(): PeerSpec {
+  const version = upstreamVersion(debianVersion("haproxy"));
+  return {
+    id: "haproxy",
+    family: "haproxy",
+    label: `HAProxy ${version}`,
+    missing: missingBinary("haproxy", "haproxy"),
+    async start(context) {
+      const { forward, pairs } = forwardPorts(context.targets);
+      // HAProxy refuses a maxconn its file limit cannot hold: two descriptors per connection.
+      const maxconn = Math.min(
+        context.connectionsMax,
+        Math.floor((context.fileLimit - HAPROXY_FDS_RESERVED) / 2),
+      );
+      const configFile = path.join(context.dir, "haproxy.cfg");
+      writeFileSync(
+        configFile,
+        [
+          "global",
+          `  maxconn ${maxconn}`,
+          "  nbthread 2",
+          "defaults",
+          "  mode tcp",
+          `  maxconn ${maxconn}`,
+          "  timeout connect 5s",
+          "  timeout client 1h",
+          "  timeout server 1h",
+          ...pairs.flatMap(([name, listen, target]) => [
+            `frontend ${name}`,
+            `  bind 127.0.0.1:${listen}`,
+            `  default_backend ${name}`,
+            `backend ${name}`,
+            `  server ${name} 127.0.0.1:${target}`,
+          ]),
+          "",
+        ].join("\n"),
+      );
+      const proc = spawn("haproxy", [findBinary("haproxy")!, "-f", configFile, "-db"], {
+        fileLimit: context.fileLimit,
+      });
+      await ready(
+        proc,
+        pairs.map(([, listen]) => listen),
+        1,
+        null,
+      );
+      return { proc, socksPort: null, forward };
+    },
+  };
+}
+
+export const PEER_FAMILIES = ["direct", "sockpool", "dante", "microsocks", "haproxy"] as const;
+export type PeerName = (typeof PEER_FAMILIES)[number];
+
+/** The Debian packages the benchmark uses, for .ci/setup.sh --bench-tools. */
+export const BENCH_PACKAGES = [
+  "iperf3",
+  "proxychains4",
+  "dante-server",
+  "microsocks",
+  "haproxy",
+] as const;

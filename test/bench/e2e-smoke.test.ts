@@ -1,0 +1,107 @@
+// The end-to-end benchmark runs here at smoke size (BENCH_SMOKE=1: direct and sockpool only, about a
+// second per measure, 50 idle connections) so it cannot rot. Its figures are not judged, only that
+// every measure ran, wrote sane results to a temp dir, counted no errors for sockpool, and left no
+// process behind. Needs iperf3 and proxychains4 (.ci/setup.sh --test-tools), not the peers.
+
+import { expect, test } from "bun:test";
+import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import type { Report } from "../../bench/e2e-report.ts";
+
+const BENCH = new URL("../../bench/e2e.ts", import.meta.url).pathname;
+const COMMITTED = new URL("../../bench/results/e2e.json", import.meta.url).pathname;
+const SMOKE_TIMEOUT_MS = 60_000;
+
+function modifiedMs(file: string): number | null {
+  try {
+    return statSync(file).mtimeMs;
+  } catch {
+    return null;
+  }
+}
+
+test(
+  "bench/e2e.ts measures throughput, rate, idle memory and slow readers at smoke size",
+  async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), "sockpool-e2e-test-"));
+    const committedBefore = modifiedMs(COMMITTED);
+    try {
+      const child = Bun.spawn(["bun", BENCH], {
+        env: { ...process.env, BENCH_SMOKE: "1", BENCH_RESULTS_DIR: dir },
+        stdout: "pipe",
+        stderr: "pipe",
+      });
+      const [stdout, stderr, code] = await Promise.all([
+        new Response(child.stdout).text(),
+        new Response(child.stderr).text(),
+        child.exited,
+      ]);
+      expect({ code, stderr }).toEqual({ code: 0, stderr: "" });
+      for (const line of ["throughput · ", "rate · ", "idle · ", "slow · "]) {
+        expect(stdout).toContain(line);
+      }
+      expect(stdout).toContain("checked with ps: no process left running");
+      expect(stdout).toContain(`results: ${path.join(dir, "e2e.md")}`);
+
+      const report = JSON.parse(readFileSync(path.join(dir, "e2e.json"), "utf8")) as Report;
+      expect(report.smoke).toBe(true);
+      expect(report.machine.cores).toBeGreaterThan(0);
+      expect(report.leftover_processes).toEqual([]);
+      expect(report.settings.strategies).toEqual(["local"]);
+
+      // Throughput: direct, SOCKS5 and forward, every variant measured.
+      expect(report.throughput.map((row) => row.id)).toEqual([
+        "direct",
+        "sockpool-local/socks",
+        "sockpool-local/forward",
+      ]);
+      for (const row of report.throughput) {
+        for (const { key } of report.settings.iperf_variants) {
+          expect(row.variants[key]?.gbps).toBeGreaterThan(0);
+        }
+      }
+      // Rate: connections went through with no error at all.
+      expect(report.rate.length).toBe(3);
+      for (const row of report.rate) {
+        expect(row.conn_per_s).toBeGreaterThan(0);
+        expect(row.errors).toBe(0);
+        expect(row.p50_ms).toBeGreaterThan(0);
+        expect(row.p99_ms).toBeGreaterThanOrEqual(row.p50_ms!);
+        expect(row.max_ms).toBeGreaterThanOrEqual(row.p99_ms!);
+      }
+      // Idle: every connection opened and held; the per-connection figure exists (its value at
+      // 50 connections is noise).
+      expect(report.idle.length).toBe(2);
+      for (const row of report.idle) {
+        expect(row.open).toBe(report.settings.idle_connections);
+        expect(row.errors).toBe(0);
+        expect(row.rss_base_mib).toBeGreaterThan(0);
+        expect(Number.isFinite(row.bytes_per_conn)).toBe(true);
+      }
+      // Slow readers: every byte arrived after the stall, and memory was sampled.
+      expect(report.slow.length).toBe(2);
+      for (const row of report.slow) {
+        expect(row.errors).toBe(0);
+        expect(row.drain_s).toBeGreaterThan(0);
+        expect(row.target_sent_in_stall_mib).toBeGreaterThan(0);
+        expect(row.bound_mib).toBeGreaterThan(0);
+        expect(typeof row.bounded).toBe("boolean");
+      }
+      // One verdict per target (3) for the one strategy, each with its figures.
+      expect(report.targets.length).toBe(3);
+      for (const target of report.targets) expect(target.detail).not.toBe("not measured");
+
+      const markdown = readFileSync(path.join(dir, "e2e.md"), "utf8");
+      for (const heading of ["## Throughput", "## Connection rate", "## Idle memory", "## Slow"]) {
+        expect(markdown).toContain(heading);
+      }
+      expect(markdown).toContain("## Targets (recorded, not gated)");
+      // Never over the committed results.
+      expect(modifiedMs(COMMITTED)).toBe(committedBefore);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  },
+  SMOKE_TIMEOUT_MS,
+);
