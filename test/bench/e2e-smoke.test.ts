@@ -8,8 +8,9 @@ import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import type { Report } from "../../bench/e2e-report.ts";
+import { runBun } from "../support/spawn.ts";
 
-const BENCH = new URL("../../bench/e2e.ts", import.meta.url).pathname;
+const BENCH = new URL("../../bench/e2e.ts", import.meta.url);
 const COMMITTED = new URL("../../bench/results/e2e.json", import.meta.url).pathname;
 const SMOKE_TIMEOUT_MS = 60_000;
 
@@ -27,16 +28,10 @@ test(
     const dir = mkdtempSync(path.join(os.tmpdir(), "sockpool-e2e-test-"));
     const committedBefore = modifiedMs(COMMITTED);
     try {
-      const child = Bun.spawn(["bun", BENCH], {
-        env: { ...process.env, BENCH_SMOKE: "1", BENCH_RESULTS_DIR: dir },
-        stdout: "pipe",
-        stderr: "pipe",
+      const { code, stdout, stderr } = await runBun(BENCH, [], {
+        BENCH_SMOKE: "1",
+        BENCH_RESULTS_DIR: dir,
       });
-      const [stdout, stderr, code] = await Promise.all([
-        new Response(child.stdout).text(),
-        new Response(child.stderr).text(),
-        child.exited,
-      ]);
       expect({ code, stderr }).toEqual({ code: 0, stderr: "" });
       for (const line of ["throughput · ", "rate · ", "idle · ", "slow · "]) {
         expect(stdout).toContain(line);

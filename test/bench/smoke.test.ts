@@ -6,8 +6,9 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { STRATEGY_NAMES } from "../../src/pool/index.ts";
+import { runBun } from "../support/spawn.ts";
 
-const BENCH = new URL("../../bench/pool.bench.ts", import.meta.url).pathname;
+const BENCH = new URL("../../bench/pool.bench.ts", import.meta.url);
 const SMOKE_TIMEOUT_MS = 60_000;
 
 interface Rate {
@@ -34,16 +35,10 @@ test(
   async () => {
     const dir = mkdtempSync(path.join(os.tmpdir(), "sockpool-bench-test-"));
     try {
-      const child = Bun.spawn(["bun", BENCH], {
-        env: { ...process.env, BENCH_SMOKE: "1", BENCH_RESULTS_DIR: dir },
-        stdout: "pipe",
-        stderr: "pipe",
+      const { code, stdout, stderr } = await runBun(BENCH, [], {
+        BENCH_SMOKE: "1",
+        BENCH_RESULTS_DIR: dir,
       });
-      const [stdout, stderr, code] = await Promise.all([
-        new Response(child.stdout).text(),
-        new Response(child.stderr).text(),
-        child.exited,
-      ]);
       expect({ code, stderr }).toEqual({ code: 0, stderr: "" });
       for (const group of [...STRATEGY_NAMES, "baselines"]) {
         expect(stdout).toContain(`smoke ok: single thread ${group}\n`);
