@@ -5,11 +5,11 @@
 import packageJson from "../package.json" with { type: "json" };
 import { loadConfig } from "./config/cli.ts";
 import { CONFIG_EXIT_CODE } from "./config/errors.ts";
-import { workerCount } from "./config/schema.ts";
+import { formatHostPort, workerCount } from "./config/schema.ts";
 import { fileLimitWarning, openFileLimit } from "./limits.ts";
 import { createLogger } from "./log.ts";
 import { createPoolMemory } from "./pool/index.ts";
-import { listenerAddress, Supervisor } from "./supervisor.ts";
+import { Supervisor } from "./supervisor.ts";
 
 const result = await loadConfig(Bun.argv.slice(2), process.env);
 
@@ -53,7 +53,7 @@ try {
   for (const listener of listeners) {
     log.info("listening", {
       kind: listener.kind,
-      address: listenerAddress(listener),
+      address: formatHostPort(listener.host, listener.port),
       target: listener.target,
     });
   }

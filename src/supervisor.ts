@@ -3,7 +3,7 @@
 // gracefully. Not the proxy: that runs inside each Worker (worker.ts).
 
 import { SHARE_ENV } from "node:worker_threads";
-import type { Config } from "./config/schema.ts";
+import { type Config, formatHostPort } from "./config/schema.ts";
 import type { Logger } from "./log.ts";
 import type { FromWorker, ToWorker } from "./messages.ts";
 import type { PoolBackend, PoolMemory } from "./pool/index.ts";
@@ -29,23 +29,18 @@ interface Slot {
   stopping: boolean;
 }
 
-/** The address a listener is bound to, as `host:port` (IPv6 in brackets). */
-export function listenerAddress(listener: ListenerInfo): string {
-  return listener.host.includes(":")
-    ? `[${listener.host}]:${listener.port}`
-    : `${listener.host}:${listener.port}`;
-}
-
 /** The config with every listen address pinned to the port actually bound (port 0 resolved). */
 function pinPorts(config: Config, listeners: readonly ListenerInfo[]): Config {
   const socks = listeners.find((listener) => listener.kind === "socks");
   const forwards = listeners.filter((listener) => listener.kind === "forward");
   return {
     ...config,
-    socks: socks ? { ...config.socks, listen: listenerAddress(socks) } : config.socks,
+    socks: socks
+      ? { ...config.socks, listen: formatHostPort(socks.host, socks.port) }
+      : config.socks,
     forward: config.forward.map((forward, i) => ({
       ...forward,
-      listen: listenerAddress(forwards[i]!),
+      listen: formatHostPort(forwards[i]!.host, forwards[i]!.port),
     })),
   };
 }

@@ -56,6 +56,11 @@ export function parseHostPort(text: string): HostPort | null {
   return { host, port };
 }
 
+/** The inverse of parseHostPort: "host:port", with an IPv6 address in brackets. */
+export function formatHostPort(host: string, port: number): string {
+  return host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
 // ── Building blocks ────────────────────────────────────────────────────────────────────────────
 // Each field yields at most ONE issue, whose message is the "expected …" phrase; errors.ts adds
 // the path and the value that was found.

@@ -8,7 +8,7 @@
 // Socket events arrive through the handler tables in server.ts, which call the methods below.
 
 import type { Socket, SocketHandler } from "bun";
-import type { Config } from "../config/schema.ts";
+import { type Config, formatHostPort } from "../config/schema.ts";
 import type { Logger } from "../log.ts";
 import type { BufferPool } from "../pool/index.ts";
 import { Reply, replyForConnectError } from "../protocol/index.ts";
@@ -66,10 +66,6 @@ function outcomeOfReply(reply: number): Outcome {
     default:
       return "error";
   }
-}
-
-function formatHostPort(host: string, port: number): string {
-  return host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
 }
 
 export abstract class Connection implements PipeOwner {

@@ -2,6 +2,7 @@ import { describe, expect, test } from "bun:test";
 import { ConfigError, formatIssue } from "../../src/config/errors.ts";
 import {
   DEFAULT_CONFIG,
+  formatHostPort,
   LIMITS,
   parseConfig,
   parseHostPort,
@@ -311,4 +312,13 @@ describe("workerCount", () => {
     expect(workerCount({ ...DEFAULT_CONFIG.server, workers: 0 }, 0)).toBe(1);
     expect(workerCount({ ...DEFAULT_CONFIG.server, workers: 3 }, 6)).toBe(3);
   });
+});
+
+test("formatHostPort is the inverse of parseHostPort, bracketing IPv6", () => {
+  expect(formatHostPort("127.0.0.1", 1080)).toBe("127.0.0.1:1080");
+  expect(formatHostPort("::1", 0)).toBe("[::1]:0");
+  for (const text of ["127.0.0.1:1080", "[::1]:443", "localhost:80", "[2001:db8::1]:65535"]) {
+    const parsed = parseHostPort(text)!;
+    expect(formatHostPort(parsed.host, parsed.port)).toBe(text);
+  }
 });
