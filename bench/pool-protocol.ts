@@ -8,10 +8,10 @@
 //   ring    (Int32Array):  word 0 HEAD (producer) │ word 32 TAIL (consumer) │ word 64 CLOSED: the last
 //                          round the producer finished │ word 96.. cells[HANDOFF_RING_CELLS]
 //
-// Words that different threads write sit 128 bytes apart (CACHE_LINE_BYTES in src/pool/layout.ts).
+// Words that different threads write sit 128 bytes apart (CACHE_LINE_BYTES in src/pool/freelist/layout.ts).
 
 import type { PoolMemory } from "../src/pool/index.ts";
-import { CACHE_LINE_BYTES } from "../src/pool/layout.ts";
+import { CACHE_LINE_BYTES } from "../src/pool/freelist/layout.ts";
 import { HANDOFF_RING_CELLS, type HandoffSubject, type WorkerSubject } from "./pool-config.ts";
 
 const LINE_WORDS = CACHE_LINE_BYTES / 4;

@@ -17,8 +17,8 @@ import {
   isStrategyName,
   type StrategyName,
 } from "../src/pool/index.ts";
-import { NativeRing, nativeNoop } from "../src/pool/native.ts";
-import { TsRing } from "../src/pool/ring.ts";
+import { NativeRing, nativeNoop } from "../src/pool/freelist/native.ts";
+import { TsRing } from "../src/pool/freelist/ring.ts";
 import {
   BASELINE_STRATEGY,
   benchSizes,

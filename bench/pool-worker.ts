@@ -8,7 +8,7 @@
 // store (producer) and HEAD load (consumer), and likewise TAIL in the other direction.
 
 import { attachPool, EXHAUSTED } from "../src/pool/index.ts";
-import { nativeNoop } from "../src/pool/native.ts";
+import { nativeNoop } from "../src/pool/freelist/native.ts";
 import {
   HANDOFF_PUBLISH_EVERY,
   HANDOFF_RING_CELLS,

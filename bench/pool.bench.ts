@@ -13,7 +13,7 @@ import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { STRATEGY_NAMES } from "../src/pool/index.ts";
-import { loadNative } from "../src/pool/native.ts";
+import { loadNative } from "../src/pool/freelist/native.ts";
 import {
   BASELINE_STRATEGY,
   benchSizes,

@@ -1,6 +1,6 @@
 //! ffi/queue.zig: the bounded lock-free MPMC queue of u32 slot indices that backs the buffer pool, over memory the caller owns. It is deliberately not an allocator, not a general-purpose container, and not the C ABI (that is c_api.zig).
 //!
-//! The memory layout is declared here as `extern struct`s and must match src/pool/layout.ts
+//! The memory layout is declared here as `extern struct`s and must match src/pool/freelist/layout.ts
 //! (the TypeScript statement of the same layout); `Layout` below is the field-by-field export of it
 //! that sp_queue_layout() hands to TypeScript, in the order of LAYOUT_FIELDS.
 //!
@@ -105,7 +105,7 @@ comptime {
 }
 
 /// The layout as exported through sp_queue_layout(), in exactly this field order
-/// (LAYOUT_FIELDS in src/pool/layout.ts).
+/// (LAYOUT_FIELDS in src/pool/freelist/layout.ts).
 pub const Layout = extern struct {
     magic: u32,
     version: u32,

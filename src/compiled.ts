@@ -8,7 +8,7 @@
 //   library's path inside the binary (/$bunfs/…).
 // - dlopen of that path makes Bun extract the library to $TMPDIR/.bun-<uid>-<hash>.so, once per
 //   process, so $TMPDIR must exist, be writable and allow exec. If not, loading fails and the pool
-//   falls back with one warning (src/pool/native.ts says which fix applies).
+//   falls back with one warning (src/pool/freelist/native.ts says which fix applies).
 // - Workers read the same variable: the supervisor starts each Worker with `env: SHARE_ENV`
 //   (without options, a Bun 1.4.5 Worker sees only the environment the process started with).
 // - main.ts is imported dynamically because a static import would run it before these lines.

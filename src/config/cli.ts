@@ -12,7 +12,7 @@
 // flag replaces the file's value.
 
 import { parseArgs } from "node:util";
-import { STRATEGY_NAMES } from "../pool/strategies.ts";
+import { STRATEGY_NAMES } from "../pool/strategies/names.ts";
 import { formatIssue, formatPath, issueKeys, REDACTED } from "./errors.ts";
 import {
   CONFIG_SECTIONS,

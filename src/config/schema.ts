@@ -3,7 +3,7 @@
 // this shape section by section; flags are layered on top of it before it is validated.
 
 import * as v from "valibot";
-import { STRATEGY_NAMES } from "../pool/strategies.ts";
+import { STRATEGY_NAMES } from "../pool/strategies/names.ts";
 import { ConfigError, formatIssue, formatPath } from "./errors.ts";
 
 /** Every bound the schema enforces. Units are last in each name. */

@@ -1,30 +1,30 @@
 // The pool's front door: validates options, allocates the shared memory once (main thread), and
-// attaches a strategy to it on any thread. Not a strategy: those are one file each beside this one.
+// attaches a strategy to it on any thread. Not a strategy: those are one file each in strategies/.
 //
 //   main thread:  createPoolMemory(options) ──▶ PoolMemory (SharedArrayBuffers + plain fields)
 //                        │ postMessage (structured clone shares the SABs)
 //   every thread: attachPool(memory) ──▶ BufferPool with this thread's views, counters and caches
 
 import type { Logger } from "../log.ts";
-import { ALLOC_BUDGET_BYTES, AllocPool } from "./alloc.ts";
-import { QUEUE_CAPACITY_MAX, QUEUE_CAPACITY_MIN, queueBytes } from "./layout.ts";
-import { LocalPool } from "./local.ts";
+import { ALLOC_BUDGET_BYTES, AllocPool } from "./strategies/alloc.ts";
+import { QUEUE_CAPACITY_MAX, QUEUE_CAPACITY_MIN, queueBytes } from "./freelist/layout.ts";
+import { LocalPool } from "./strategies/local.ts";
 import {
   initLockedStack,
   LockedStackPool,
   lockedStackBytes,
   lockedStackWords,
-} from "./locked-stack.ts";
-import { FutexMutex } from "./mutex.ts";
-import { loadNative, NativeRing, nativeInitRing } from "./native.ts";
-import { QueuePool } from "./queue.ts";
-import { initRing, isPowerOfTwo, type SlotQueue, TsRing } from "./ring.ts";
+} from "./strategies/locked-stack.ts";
+import { FutexMutex } from "./strategies/mutex.ts";
+import { loadNative, NativeRing, nativeInitRing } from "./freelist/native.ts";
+import { QueuePool } from "./strategies/queue.ts";
+import { initRing, isPowerOfTwo, type SlotQueue, TsRing } from "./freelist/ring.ts";
 import type { SlabPoolInit } from "./slab-pool.ts";
-import { SpinLock } from "./spinlock.ts";
-import { isStrategyName, STRATEGY_NAMES, type StrategyName } from "./strategies.ts";
+import { SpinLock } from "./strategies/spinlock.ts";
+import { isStrategyName, STRATEGY_NAMES, type StrategyName } from "./strategies/names.ts";
 import { type BufferPool, type PoolBackend, PoolError } from "./types.ts";
 
-export * from "./strategies.ts";
+export * from "./strategies/names.ts";
 export * from "./types.ts";
 
 export const POOL_SLOTS_MIN = 2;

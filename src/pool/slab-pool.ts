@@ -5,7 +5,7 @@
 // reads the shared free list, so it is a snapshot while other threads work. Ownership flags (checked
 // mode) live in shared memory and change only by Atomics.exchange, so a slot's state is never torn.
 
-import type { StrategyName } from "./strategies.ts";
+import type { StrategyName } from "./strategies/names.ts";
 import {
   type BufferPool,
   EXHAUSTED,

@@ -1,7 +1,7 @@
 // The BufferPool interface every strategy implements, its stats, and its errors.
-// Not an implementation: one file per strategy sits beside this one (see index.ts for the map).
+// Not an implementation: one file per strategy is in strategies/ (see index.ts for the map).
 
-import type { StrategyName } from "./strategies.ts";
+import type { StrategyName } from "./strategies/names.ts";
 
 /** What `acquire()` returns when no slot is free. Never thrown: exhaustion is a normal state. */
 export const EXHAUSTED = -1;

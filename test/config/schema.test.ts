@@ -9,7 +9,7 @@ import {
   validateConfig,
   workerCount,
 } from "../../src/config/schema.ts";
-import { STRATEGY_NAMES } from "../../src/pool/strategies.ts";
+import { STRATEGY_NAMES } from "../../src/pool/strategies/names.ts";
 
 /** The problem lines for a raw config, or [] when it is valid. */
 function problems(input: unknown): string[] {

@@ -1,9 +1,14 @@
 // The Zig and TypeScript sides must agree on every offset and size of the shared queue.
 
 import { expect, test } from "bun:test";
-import { LAYOUT_FIELDS, QUEUE_CAPACITY_MAX, queueBytes, TS_LAYOUT } from "../../src/pool/layout.ts";
-import { loadNative, nativeLayout, nativeQueueBytes } from "../../src/pool/native.ts";
-import { initRing } from "../../src/pool/ring.ts";
+import {
+  LAYOUT_FIELDS,
+  QUEUE_CAPACITY_MAX,
+  queueBytes,
+  TS_LAYOUT,
+} from "../../src/pool/freelist/layout.ts";
+import { loadNative, nativeLayout, nativeQueueBytes } from "../../src/pool/freelist/native.ts";
+import { initRing } from "../../src/pool/freelist/ring.ts";
 
 test("the native library is built and loads (the suite must not silently test the fallback)", () => {
   const native = loadNative();

@@ -8,9 +8,9 @@ import {
   DEQUEUE_POS_OFFSET,
   ENQUEUE_POS_OFFSET,
   queueBytes,
-} from "../../src/pool/layout.ts";
-import { NativeRing, nativeInitRing } from "../../src/pool/native.ts";
-import { initRing, type SlotQueue, TsRing } from "../../src/pool/ring.ts";
+} from "../../src/pool/freelist/layout.ts";
+import { NativeRing, nativeInitRing } from "../../src/pool/freelist/native.ts";
+import { initRing, type SlotQueue, TsRing } from "../../src/pool/freelist/ring.ts";
 
 /** An empty ring whose positions start at `start`, with every cell's sequence consistent with it. */
 function ringStartingAt(capacity: number, start: number): SharedArrayBuffer {

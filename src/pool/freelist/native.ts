@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import { fileURLToPath } from "node:url";
 import { LAYOUT_FIELDS, type LayoutField } from "./layout.ts";
 import { type BatchBuffer, freeListFull, type SlotQueue } from "./ring.ts";
-import { PoolError } from "./types.ts";
+import { PoolError } from "../types.ts";
 
 const SYMBOLS = {
   sp_version: { args: [], returns: FFIType.u32 },
@@ -36,7 +36,7 @@ export type NativeLoad =
 export function nativeLibraryPath(): string {
   const override = process.env.SOCKPOOL_NATIVE_LIB;
   if (override) return override;
-  return fileURLToPath(new URL(`../../zig-out/lib/libsockpool.${suffix}`, import.meta.url));
+  return fileURLToPath(new URL(`../../../zig-out/lib/libsockpool.${suffix}`, import.meta.url));
 }
 
 let loaded: NativeLoad | undefined;

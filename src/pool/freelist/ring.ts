@@ -1,6 +1,6 @@
 // The shared free list in TypeScript: a bounded MPMC queue of u32 slot indices over a SharedArrayBuffer,
 // the same algorithm and byte layout as ffi/queue.zig (Vyukov's per-cell sequence queue), so either
-// side can serve the same memory. Not the pool: strategies in this folder build on SlotQueue.
+// side can serve the same memory. Not the pool: strategies in ../strategies/ build on SlotQueue.
 //
 // Concurrency note.
 // - Every JS Atomics operation is sequentially consistent, which is stronger than the acquire/release
@@ -34,7 +34,7 @@ import {
   QUEUE_MAGIC,
   queueBytes,
 } from "./layout.ts";
-import { PoolError } from "./types.ts";
+import { PoolError } from "../types.ts";
 
 /** A batch of indices in memory native code can also reach (`address` is 0 for TypeScript queues). */
 export interface BatchBuffer {

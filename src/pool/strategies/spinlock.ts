@@ -6,7 +6,7 @@
 // Concurrency note: waiters spin on a plain atomic load (the "test") and only attempt the
 // compare-exchange (the "test-and-set") when the word reads 0, so the line is not hammered with writes.
 
-import { backoff } from "./backoff.ts";
+import { backoff } from "../freelist/backoff.ts";
 import { LOCK_WORD, type Lock } from "./locked-stack.ts";
 
 export class SpinLock implements Lock {

@@ -7,8 +7,8 @@
 // it far below 2^31 for any allowed pool). Atomics.add reserves first and backs out when over the
 // bound, so the count can overshoot by at most one per racing thread, never the buffers handed out.
 
-import { SlabPool, type SlabPoolInit } from "./slab-pool.ts";
-import { EXHAUSTED, PoolError } from "./types.ts";
+import { SlabPool, type SlabPoolInit } from "../slab-pool.ts";
+import { EXHAUSTED, PoolError } from "../types.ts";
 
 export const ALLOC_BUDGET_BYTES = 128; // one cache line for the counter
 

@@ -2,8 +2,8 @@
 // lock-free queue. `queue` runs it in Zig through bun:ffi, `queue-ts` in TypeScript; the memory is
 // the same. Not a cache: see local.ts for the strategy that batches over this queue.
 
-import type { BatchBuffer, SlotQueue } from "./ring.ts";
-import { SlabPool, type SlabPoolInit } from "./slab-pool.ts";
+import type { BatchBuffer, SlotQueue } from "../freelist/ring.ts";
+import { SlabPool, type SlabPoolInit } from "../slab-pool.ts";
 
 export class QueuePool extends SlabPool {
   private readonly queue: SlotQueue;

@@ -7,9 +7,9 @@
 // whose Atomics operations order them (JS memory model: data-race-free accesses get happens-before),
 // so plain reads and writes are enough inside. The lock word sits on its own line, apart from `top`.
 
-import { CACHE_LINE_BYTES } from "./layout.ts";
-import { SlabPool, type SlabPoolInit } from "./slab-pool.ts";
-import { EXHAUSTED, PoolError } from "./types.ts";
+import { CACHE_LINE_BYTES } from "../freelist/layout.ts";
+import { SlabPool, type SlabPoolInit } from "../slab-pool.ts";
+import { EXHAUSTED, PoolError } from "../types.ts";
 
 export const LOCK_WORD = 0;
 const MAGIC_WORD = 1;

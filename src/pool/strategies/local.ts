@@ -4,9 +4,9 @@
 // Not fair across threads: up to 2·B slots can sit idle in one thread's cache while another thread
 // finds the shared queue empty. flush() returns them (call it when a thread goes idle or exits).
 
-import type { BatchBuffer, SlotQueue } from "./ring.ts";
-import { SlabPool, type SlabPoolInit } from "./slab-pool.ts";
-import { EXHAUSTED } from "./types.ts";
+import type { BatchBuffer, SlotQueue } from "../freelist/ring.ts";
+import { SlabPool, type SlabPoolInit } from "../slab-pool.ts";
+import { EXHAUSTED } from "../types.ts";
 
 export class LocalPool extends SlabPool {
   private readonly queue: SlotQueue;
