@@ -5,7 +5,6 @@ import {
   AUTH_FIELD_BYTES_MAX,
   AUTH_REPLY_BYTES,
   AUTH_VERSION,
-  AuthStatus,
   SOCKS_VERSION,
 } from "./constants.ts";
 import {
@@ -67,7 +66,6 @@ export function decodeAuthRequest(input: Uint8Array): Decoded<AuthRequest> {
             ? "; the client sent a SOCKS5 message where RFC 1929 credentials were expected"
             : ""
         }`,
-        null,
       ),
     );
   }
@@ -78,7 +76,6 @@ export function decodeAuthRequest(input: Uint8Array): Decoded<AuthRequest> {
       new ProtocolError(
         "AUTH_EMPTY_USERNAME",
         "username/password auth with an empty username (ULEN 0x00, expected 0x01..0xff)",
-        AuthStatus.FAILURE,
       ),
     );
   }
@@ -133,7 +130,6 @@ export function decodeAuthReply(input: Uint8Array): Decoded<{ status: number }> 
       new ProtocolError(
         "AUTH_VERSION",
         `unsupported username/password auth version ${hex(input[0])} (expected 0x01)`,
-        null,
       ),
     );
   }

@@ -36,10 +36,7 @@ export const AddressType = {
   IPV6: 0x04,
 } as const;
 
-/**
- * REP of a reply (RFC 1928 §6). Which failure maps to which code is fixed by DESIGN.md
- * ("SOCKS5 reply codes") and implemented once, in connect-error.ts.
- */
+/** REP of a reply (RFC 1928 §6). Which failure maps to which code: the one table in failures.ts. */
 export const Reply = {
   SUCCEEDED: 0x00,
   GENERAL_FAILURE: 0x01, // anything not listed below, including malformed requests

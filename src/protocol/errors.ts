@@ -1,5 +1,7 @@
 // The decoders' shared result type and their error. No I/O: the caller acts on the result.
 
+import { handshakeFailure } from "./failures.ts";
+
 /** Stable error codes; switch on these, never on message text. */
 export type ProtocolErrorCode =
   | "SOCKS_VERSION" // VER is not 0x05
@@ -15,22 +17,24 @@ export type ProtocolErrorCode =
  * A malformed or unsupported message from the peer. Bad input is a value, not a crash: decoders
  * return it inside `{ kind: "error" }` and never throw.
  *
- * `reply` is the byte to send before closing, for the encoder of the phase that failed:
- * `encodeMethodSelection` (greeting), `encodeAuthReply` (RFC 1929 status) or `encodeReply`
- * (request). `null` means send nothing and close: the peer does not speak our protocol
- * (wrong version byte), so any answer would be noise to it.
+ * `reply` is the byte to send before closing, read from the one failure table (failures.ts), for
+ * the encoder of the phase that failed: `encodeMethodSelection` (greeting), `encodeAuthReply`
+ * (RFC 1929 status) or `encodeReply` (request). `null` means send nothing and close: the peer does
+ * not speak our protocol (wrong version byte), so any answer would be noise to it.
  *
  * Messages never contain a password.
  */
 export class ProtocolError extends Error {
   override readonly name = "ProtocolError";
   readonly code: ProtocolErrorCode;
-  readonly reply: number | null;
 
-  constructor(code: ProtocolErrorCode, message: string, reply: number | null) {
+  constructor(code: ProtocolErrorCode, message: string) {
     super(message);
     this.code = code;
-    this.reply = reply;
+  }
+
+  get reply(): number | null {
+    return handshakeFailure(this.code).reply;
   }
 }
 
@@ -83,7 +87,6 @@ export function socksVersionError(found: number): ProtocolError {
   return new ProtocolError(
     "SOCKS_VERSION",
     `unsupported SOCKS version ${hex(found)} (expected 0x05)${versionHint(found)}`,
-    null,
   );
 }
 

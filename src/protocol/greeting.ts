@@ -34,7 +34,6 @@ export function decodeGreeting(input: Uint8Array): Decoded<Greeting> {
       new ProtocolError(
         "SOCKS_NO_METHODS",
         "greeting offers no authentication methods (NMETHODS 0x00, expected 0x01..0xff)",
-        Method.NO_ACCEPTABLE,
       ),
     );
   }

@@ -1,5 +1,5 @@
 // The SOCKS5 codec's public surface: pure functions from bytes to results and back.
-// Nothing here does I/O; src/proxy owns sockets, timers and the handshake state machine.
+// Nothing here does I/O; src/proxy owns sockets, timers, buffering and logs.
 
 export {
   AuthRequest,
@@ -8,7 +8,14 @@ export {
   encodeAuthReply,
   encodeAuthRequest,
 } from "./auth.ts";
-export { replyForConnectError } from "./connect-error.ts";
+export {
+  dialFailure,
+  type Failure,
+  type HandshakeFailureCode,
+  handshakeFailure,
+  type Outcome,
+  replyForConnectError,
+} from "./failures.ts";
 export * from "./constants.ts";
 export { type Decoded, ProtocolError, type ProtocolErrorCode } from "./errors.ts";
 export {

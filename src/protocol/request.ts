@@ -11,7 +11,6 @@ import {
   PORT_BYTES,
   REQUEST_HEADER_BYTES,
   RESERVED,
-  Reply,
   SOCKS_VERSION,
 } from "./constants.ts";
 import {
@@ -83,7 +82,6 @@ export function decodeRequest(input: Uint8Array): Decoded<SocksRequest> {
       new ProtocolError(
         "SOCKS_COMMAND",
         `unsupported command ${hex(command)} (expected 0x01 CONNECT, 0x02 BIND or 0x03 UDP ASSOCIATE)`,
-        Reply.COMMAND_NOT_SUPPORTED,
       ),
     );
   }
@@ -165,7 +163,6 @@ function decodeAddressAndPort(input: Uint8Array): Decoded<{ address: SocksAddres
           new ProtocolError(
             "SOCKS_DOMAIN_EMPTY",
             "domain name is empty (length 0x00, expected 0x01..0xff)",
-            Reply.GENERAL_FAILURE,
           ),
         );
       }
@@ -177,7 +174,6 @@ function decodeAddressAndPort(input: Uint8Array): Decoded<{ address: SocksAddres
         new ProtocolError(
           "SOCKS_ADDRESS_TYPE",
           `unsupported address type ${hex(addressType)} (expected 0x01 IPv4, 0x03 domain or 0x04 IPv6)`,
-          Reply.ADDRESS_TYPE_NOT_SUPPORTED,
         ),
       );
   }
@@ -198,7 +194,6 @@ function decodeAddressAndPort(input: Uint8Array): Decoded<{ address: SocksAddres
         new ProtocolError(
           "SOCKS_DOMAIN_NUL",
           `domain name contains a 0x00 byte at offset ${nul} (expected a name without NUL)`,
-          Reply.GENERAL_FAILURE,
         ),
       );
     }
