@@ -17,6 +17,7 @@ export {
   replyForConnectError,
 } from "./failures.ts";
 export * from "./constants.ts";
+export type { DialRequest, FrontProtocol, FrontStep } from "./front.ts";
 export { type Decoded, ProtocolError, type ProtocolErrorCode } from "./errors.ts";
 export {
   chooseMethod,
@@ -37,3 +38,4 @@ export {
   type SocksReply,
   type SocksRequest,
 } from "./request.ts";
+export { type PasswordCheck, Socks5Handshake } from "./socks-handshake.ts";

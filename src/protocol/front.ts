@@ -1,0 +1,44 @@
+// What a front protocol is to the connection pipeline: a pure state object that reads the client's
+// handshake and says what to do next. SOCKS5 is one (socks-handshake.ts); HTTP CONNECT will be
+// another. Not I/O: the pipeline (src/proxy/connection.ts) owns the sockets, the buffering of a
+// message split across reads, the dial and every log line.
+
+import type { HandshakeFailureCode } from "./failures.ts";
+import type { ProtocolError } from "./errors.ts";
+
+/** Where the client wants to go. `host` is an IP literal or a domain, unresolved. */
+export interface DialRequest {
+  host: string;
+  port: number;
+}
+
+/**
+ * The result of feeding the front protocol the bytes it has so far. `consumed` counts the bytes of
+ * the input that belonged to the message just handled; the caller feeds the rest next.
+ * - `need-more`: the input is a valid prefix of a message; keep it all and feed it again with more.
+ * - `reply`: send `bytes` to the client, then go on feeding the rest.
+ * - `dial`: the handshake is done; connect to `request`. Bytes after `consumed` are early data for
+ *   the relay, never dropped.
+ * - `refuse`: send `reply` (if any), then close. `error` is the decoder's error, when one caused it;
+ *   `username` is set for a failed login (the password never leaves the front).
+ */
+export type FrontStep =
+  | { kind: "need-more" }
+  | { kind: "reply"; consumed: number; bytes: Uint8Array }
+  | { kind: "dial"; consumed: number; request: DialRequest }
+  | {
+      kind: "refuse";
+      code: ProtocolError["code"] | HandshakeFailureCode;
+      reply: Uint8Array | null;
+      error?: ProtocolError;
+      username?: string;
+    };
+
+export interface FrontProtocol {
+  /** Reads the next message from `input` (a whole message or a prefix of one). */
+  feed(input: Uint8Array): FrontStep;
+  /** The client's answer once the upstream is connected; `bound` is its local address. */
+  succeeded(bound: DialRequest): Uint8Array;
+  /** The client's answer when the dial failed with this reply byte. */
+  dialFailed(reply: number): Uint8Array;
+}

@@ -1,0 +1,111 @@
+// The SOCKS5 front protocol: the server side of the handshake as a pure state object over the codecs.
+// It reads one message at a time and says what to answer; it never touches a socket, a timer or the
+// pool, and it never sees how the bytes were split (the pipeline re-feeds a partial message).
+// Not the credential store: the caller passes the check, so how passwords are kept can change
+// without this file.
+//
+//   1. greeting   VER NMETHODS METHODS       → 05 METHOD   (05 FF and refuse when none is acceptable)
+//   2. auth       RFC 1929 user/password     → 01 STATUS   (only when a password check is given)
+//   3. request    VER CMD RSV ATYP ADDR PORT → dial; the pipeline answers with succeeded()/dialFailed()
+
+import { decodeAuthRequest, encodeAuthReply } from "./auth.ts";
+import { AuthStatus, Command, Method, Reply } from "./constants.ts";
+import type { Decoded, ProtocolError } from "./errors.ts";
+import { type HandshakeFailureCode, handshakeFailure } from "./failures.ts";
+import type { DialRequest, FrontProtocol, FrontStep } from "./front.ts";
+import { chooseMethod, decodeGreeting, encodeMethodSelection } from "./greeting.ts";
+import { decodeRequest, encodeReply } from "./request.ts";
+
+/** Checks an RFC 1929 login; must compare the password in constant time. */
+export type PasswordCheck = (username: string, password: Uint8Array) => boolean;
+
+type Step = "greeting" | "auth" | "request" | "done";
+
+export class Socks5Handshake implements FrontProtocol {
+  private step: Step = "greeting";
+  private readonly checkPassword: PasswordCheck | null;
+
+  /** `checkPassword` null: no authentication (method 00); else RFC 1929 is required. */
+  constructor(checkPassword: PasswordCheck | null) {
+    this.checkPassword = checkPassword;
+  }
+
+  feed(input: Uint8Array): FrontStep {
+    switch (this.step) {
+      case "greeting":
+        return this.next(decodeGreeting(input), (greeting, consumed) => {
+          const method = chooseMethod(greeting.methods, {
+            authRequired: this.checkPassword !== null,
+          });
+          if (method === Method.NO_ACCEPTABLE) return this.refuse("NO_ACCEPTABLE_METHOD");
+          this.step = method === Method.USERNAME_PASSWORD ? "auth" : "request";
+          return { kind: "reply", consumed, bytes: encodeMethodSelection(method) };
+        });
+      case "auth":
+        return this.next(decodeAuthRequest(input), (auth, consumed) => {
+          if (!this.checkPassword?.(auth.username, auth.password)) {
+            return { ...this.refuse("AUTH_FAILED"), username: auth.username };
+          }
+          this.step = "request";
+          return { kind: "reply", consumed, bytes: encodeAuthReply(AuthStatus.SUCCESS) };
+        });
+      case "request":
+        return this.next(decodeRequest(input), (request, consumed) => {
+          if (request.command !== Command.CONNECT) return this.refuse("COMMAND_NOT_SUPPORTED");
+          this.step = "done";
+          return {
+            kind: "dial",
+            consumed,
+            request: { host: request.address.host, port: request.port },
+          };
+        });
+      case "done":
+        throw new Error("assert: Socks5Handshake.feed() after the request was read");
+    }
+  }
+
+  succeeded(bound: DialRequest): Uint8Array {
+    return encodeReply(Reply.SUCCEEDED, bound);
+  }
+
+  dialFailed(reply: number): Uint8Array {
+    return encodeReply(reply);
+  }
+
+  /** Acts on a decoded message; a decoder error becomes a refusal framed for this step. */
+  private next<T>(
+    decoded: Decoded<T>,
+    act: (message: T, consumed: number) => FrontStep,
+  ): FrontStep {
+    switch (decoded.kind) {
+      case "need-more":
+        return decoded;
+      case "error":
+        return { ...this.refuse(decoded.error.code), error: decoded.error };
+      case "message":
+        return act(decoded.message, decoded.bytes);
+    }
+  }
+
+  /** A refusal with the failure table's reply byte in this step's message (none for some). */
+  private refuse(code: ProtocolError["code"] | HandshakeFailureCode): FrontStep & {
+    kind: "refuse";
+  } {
+    const { reply } = handshakeFailure(code);
+    const step = this.step;
+    this.step = "done";
+    return { kind: "refuse", code, reply: reply === null ? null : frame(step, reply) };
+  }
+}
+
+/** A reply byte as the message of the step that failed. */
+function frame(step: Step, reply: number): Uint8Array {
+  switch (step) {
+    case "greeting":
+      return encodeMethodSelection(reply);
+    case "auth":
+      return encodeAuthReply(reply);
+    default:
+      return encodeReply(reply);
+  }
+}
