@@ -1,41 +1,45 @@
-// One proxied connection's lifecycle: its two Pipes, its deadlines, its teardown and its log line.
-// Not the relay (relay.ts) and not SOCKS (socks5.ts, a subclass): this is what both kinds share.
+// One proxied connection from accept to its log line: the pipeline's stages in the order a
+// connection meets them, and the Bun socket events that drive them. Not the listeners or the
+// sweeper (server.ts), not the byte moving (relay.ts), not any wire format (src/protocol/).
 //
-//   open ─▶ [handshake] ─▶ connecting ─▶ relaying ─▶ one side done (FIN) ─▶ both done ─▶ closed
-//                │               │             │               │
-//                └───────────────┴─────────────┴── deadline / error / shutdown ──▶ closed
+//   accept + admission (server.ts, admission.ts: connections_max)
+//     │
+//     ▼
+//   1. front     the front protocol reads the handshake     deadline: handshake_timeout_ms
+//     │          (SOCKS5; none for a forward listener)
+//     ▼
+//   2. dial      resolve, then connect (dial.ts)            deadline: dns + connect timeout
+//     ▼
+//   3. relay     two Pipes, one per direction (relay.ts)    idle_timeout_ms, then fin_timeout_ms
+//     │                                                     once one direction has passed its FIN
+//     ▼
+//   4. close     both sockets, every slot, one log line     (from any stage: deadline, error,
+//                                                            reset, refusal, shutdown)
 //
-// Socket events arrive through the handler tables in server.ts, which call the methods below.
+// Failures before the relay are answered and named by the one table in src/protocol/failures.ts.
 
 import type { Socket, SocketHandler } from "bun";
 import { type Config, formatHostPort } from "../config/schema.ts";
 import type { Logger } from "../log.ts";
 import type { BufferPool } from "../pool/index.ts";
-import { Reply, replyForConnectError } from "../protocol/index.ts";
+import {
+  type DialRequest,
+  dialFailure,
+  type FrontProtocol,
+  type FrontStep,
+  handshakeFailure,
+  type Outcome,
+  Reply,
+} from "../protocol/index.ts";
 import { connectAny, DialError, resolveHost } from "./dial.ts";
+import { PartialMessage } from "./partial.ts";
 import { Pipe, type PipeOwner } from "./relay.ts";
 
-export type Outcome =
-  | "ok"
-  | "aborted"
-  | "refused"
-  | "timeout"
-  | "unreachable"
-  | "auth_failed"
-  | "bad_request"
-  | "unsupported"
-  | "handshake_timeout"
-  | "idle_timeout"
-  | "fin_timeout"
-  | "error"
-  | "shutdown"
-  | "limit";
-
-export type Phase = "handshake" | "connecting" | "relaying" | "closed";
+export type Stage = "front" | "dial" | "relay" | "closed";
 
 /** A coarse clock the sweeper advances each tick, so the hot path never reads the time. It lags
- *  real time by up to one sweep, so readers of it allow that much margin (see server.ts). Deadlines,
- *  set once per phase, use performance.now() and are exact. */
+ *  real time by up to one sweep, so readers of it allow that much margin (see server.ts).
+ *  Deadlines, set once per stage, use performance.now() and are exact. */
 export interface Clock {
   now: number;
 }
@@ -46,205 +50,215 @@ export interface ConnectionContext {
   readonly pool: BufferPool;
   readonly log: Logger;
   readonly clock: Clock;
-  readonly upstreamHandlers: SocketHandler<Connection>;
-  /** Called once when the connection is closed and logged. */
+  /** Called once, when the connection has closed: returns its place under connections_max. */
   readonly forget: (connection: Connection) => void;
 }
 
-export type ClientSocket = Socket<Connection>;
+const NO_DEADLINE = Number.POSITIVE_INFINITY;
 
-/** Maps a SOCKS reply code for a failed dial to the outcome in the log. */
-function outcomeOfReply(reply: number): Outcome {
-  switch (reply) {
-    case Reply.CONNECTION_REFUSED:
-      return "refused";
-    case Reply.TTL_EXPIRED:
-      return "timeout";
-    case Reply.HOST_UNREACHABLE:
-    case Reply.NETWORK_UNREACHABLE:
-      return "unreachable";
-    default:
-      return "error";
-  }
-}
-
-export abstract class Connection implements PipeOwner {
-  abstract readonly kind: "socks" | "forward";
-  phase: Phase;
-  /** Absolute time (performance.now() ms) at which the current phase's deadline expires. */
-  deadline: number;
-  lastActivity: number;
-  readonly up: Pipe; // client → upstream
-  readonly down: Pipe; // upstream → client
-  protected readonly ctx: ConnectionContext;
-  protected readonly client: ClientSocket;
-  protected upstream: Socket<Connection> | null = null;
-  protected target = "";
+export class Connection implements PipeOwner {
+  stage: Stage;
+  // One deadline per stage, each NO_DEADLINE outside its stage (absolute performance.now() ms).
+  private handshakeDeadline = NO_DEADLINE;
+  private connectDeadline = NO_DEADLINE;
+  private finDeadline = NO_DEADLINE;
+  /** Last relayed chunk, on the coarse clock: the idle timeout counts from it. */
+  private lastActivity: number;
+  private readonly up: Pipe; // client → upstream
+  private readonly down: Pipe; // upstream → client
+  private readonly partial: PartialMessage; // a handshake message split across reads
+  private readonly ctx: ConnectionContext;
+  private readonly kind: "socks" | "forward";
+  private readonly front: FrontProtocol | null;
+  private readonly client: Socket<Connection>;
+  private upstream: Socket<Connection> | null = null;
+  private target = "";
   private readonly startedAt: number;
   private readonly clientAddress: string;
   private reply: number | undefined;
 
-  constructor(ctx: ConnectionContext, client: ClientSocket, phase: Phase, deadlineMs: number) {
+  constructor(
+    ctx: ConnectionContext,
+    client: Socket<Connection>,
+    kind: "socks" | "forward",
+    front: FrontProtocol | null,
+  ) {
     this.ctx = ctx;
     this.client = client;
-    this.phase = phase;
+    this.kind = kind;
+    this.front = front;
+    this.stage = front === null ? "dial" : "front";
     this.startedAt = performance.now();
     this.lastActivity = ctx.clock.now;
-    this.deadline = performance.now() + deadlineMs;
-    this.clientAddress = formatHostPort(client.remoteAddress, client.remotePort);
+    this.clientAddress = peerAddress(client);
     const backlogMax = ctx.config.relay.backlog_bytes_max;
     this.up = new Pipe(ctx.pool, backlogMax, this);
     this.down = new Pipe(ctx.pool, backlogMax, this);
     this.up.connect(client, null); // client bytes queue (paused) until the upstream is there
+    this.partial = new PartialMessage(ctx.pool);
   }
 
-  // ── socket events ────────────────────────────────────────────────────────────────────────────
-
-  clientData(chunk: Uint8Array): void {
-    this.lastActivity = this.ctx.clock.now;
-    this.up.data(chunk);
+  /** Starts the first stage: the front protocol's handshake, or for a forward the dial itself. */
+  start(forwardTarget?: DialRequest): void {
+    if (this.front !== null) {
+      this.handshakeDeadline = performance.now() + this.ctx.config.socks.handshake_timeout_ms;
+    } else if (forwardTarget !== undefined) {
+      void this.dial(forwardTarget);
+    }
   }
 
-  upstreamData(chunk: Uint8Array): void {
-    this.lastActivity = this.ctx.clock.now;
-    this.down.data(chunk);
+  // ── 1. front ─────────────────────────────────────────────────────────────────────────────────
+
+  /** Feeds the client's bytes to the front protocol, one message at a time. A message split across
+   *  reads waits in one pool slot; bytes after the last handshake message are early data. */
+  private handshake(front: FrontProtocol, chunk: Uint8Array): void {
+    let rest = chunk;
+    while (rest.length > 0 && this.stage === "front") {
+      const held = this.partial.length;
+      const input = held > 0 ? this.partial.extend(rest) : rest;
+      const step: FrontStep = front.feed(input);
+      if (step.kind === "need-more") {
+        if (!this.partial.keep(input)) this.refuse("POOL_EXHAUSTED", null); // no room to wait
+        return;
+      }
+      this.partial.drop();
+      if (step.kind === "refuse") {
+        this.refused(step);
+        return;
+      }
+      rest = rest.subarray(step.consumed - held);
+      if (step.kind === "reply") {
+        if (!this.send(step.bytes)) return;
+      } else {
+        this.handshakeDeadline = NO_DEADLINE;
+        if (rest.length > 0) this.up.data(rest); // pipelined early data, queued until the dial
+        void this.dial(step.request);
+        return;
+      }
+    }
   }
 
-  clientDrain(): void {
-    this.down.drain();
+  /** The front protocol refused the client: log why (never a password), answer, close. */
+  private refused(step: Extract<FrontStep, { kind: "refuse" }>): void {
+    if (step.username !== undefined) {
+      this.ctx.log.info("authentication failed", { username: step.username });
+    } else if (step.error !== undefined) {
+      this.ctx.log.debug("bad handshake", { code: step.error.code, error: step.error.message });
+    }
+    this.refuse(step.code, step.reply);
   }
 
-  upstreamDrain(): void {
-    this.up.drain();
+  private refuse(code: Parameters<typeof handshakeFailure>[0], reply: Uint8Array | null): void {
+    this.close(handshakeFailure(code).outcome, reply);
   }
 
-  clientEnd(): void {
-    this.up.end();
-  }
+  // ── 2. dial ──────────────────────────────────────────────────────────────────────────────────
 
-  upstreamEnd(): void {
-    this.down.end();
-  }
-
-  /** Bun reports a FIN as close (not end) once we have shut our side down: treat it as FIN plus
-   *  "cannot write there any more", and let the other direction finish flushing. */
-  clientClosed(): void {
-    if (this.phase !== "relaying") {
-      this.close("aborted");
+  /** Resolves and connects. Abandoned when the connection leaves the dial stage meanwhile
+   *  (deadline, client gone): a late upstream socket is then closed by connectAny. */
+  private async dial(request: DialRequest): Promise<void> {
+    const { dns_timeout_ms, connect_timeout_ms } = this.ctx.config.socks;
+    this.stage = "dial";
+    this.target = formatHostPort(request.host, request.port);
+    this.connectDeadline = performance.now() + dns_timeout_ms + connect_timeout_ms;
+    const abandoned = () => this.stage !== "dial";
+    let upstream: Socket<Connection> | null;
+    try {
+      const addresses = await resolveHost(request.host, dns_timeout_ms);
+      upstream = await connectAny(addresses, request.port, this, upstreamEvents, abandoned);
+    } catch (error) {
+      if (!abandoned()) this.dialFailed(error instanceof DialError ? error.code : undefined);
       return;
     }
-    this.down.sinkClosed();
-    this.up.end();
-    this.checkDone();
+    if (upstream !== null) this.relay(upstream);
   }
 
-  upstreamClosed(): void {
-    if (this.phase !== "relaying") return;
-    this.up.sinkClosed();
-    this.down.end();
-    this.checkDone();
-  }
-
-  /** A socket error or reset on either side: tear both down at once and return every slot. */
-  failed(error: Error): void {
-    if (this.phase === "closed") return;
-    const code = (error as { code?: string }).code;
-    this.ctx.log.debug("socket error", {
-      client: this.clientAddress,
-      target: this.target,
-      error: code ?? error.message,
-    });
-    this.close("error");
-  }
-
-  pipeFinished(): void {
-    if (!this.checkDone()) this.deadline = performance.now() + this.ctx.config.relay.fin_timeout_ms;
-  }
-
-  /** The sweeper found `now` past the deadline of the current phase. */
-  expire(): void {
-    if (this.phase === "handshake") this.close("handshake_timeout");
-    else if (this.phase === "connecting")
-      this.dialFailed(new DialError("ETIMEDOUT", "connect timed out"));
-    else if (this.phase === "relaying") this.close("fin_timeout");
-  }
-
-  // ── upstream ─────────────────────────────────────────────────────────────────────────────────
-
-  /** Resolves and connects; on success the subclass answers the client and relaying starts. */
-  protected async dial(host: string, port: number): Promise<void> {
-    const socks = this.ctx.config.socks;
-    this.phase = "connecting";
-    this.target = formatHostPort(host, port);
-    this.deadline = performance.now() + socks.dns_timeout_ms + socks.connect_timeout_ms;
-    const abandoned = () => this.phase !== "connecting";
-    try {
-      const addresses = await resolveHost(host, socks.dns_timeout_ms);
-      const socket = await connectAny(
-        addresses,
-        port,
-        this as Connection,
-        this.ctx.upstreamHandlers,
-        abandoned,
-      );
-      if (socket === null) return;
-      this.upstream = socket;
-      this.phase = "relaying";
-      this.deadline = Number.POSITIVE_INFINITY;
-      this.lastActivity = this.ctx.clock.now;
-      if (!this.connected(socket)) return;
-      this.up.connect(this.client, socket);
-      this.down.connect(socket, this.client);
-      this.up.drain(); // early data, and a FIN that came with it
-      this.down.drain(); // anything the upstream said before we were ready
-    } catch (error) {
-      if (!abandoned()) this.dialFailed(error as Error);
-    }
-  }
-
-  /** The upstream is connected; answer the client. False if the connection was closed instead. */
-  protected abstract connected(upstream: Socket<Connection>): boolean;
-
-  /** Reaching the upstream failed; answer the client (if the protocol has a way) and close. */
-  protected dialFailed(error: Error): void {
-    const code = error instanceof DialError ? error.code : "EUNKNOWN";
-    const reply = replyForConnectError(code);
+  /** Reaching the upstream failed (or timed out): answer the client if the front can, and close. */
+  private dialFailed(code: string | undefined): void {
+    const failure = dialFailure(code);
     this.ctx.log.debug("upstream unreachable", {
       client: this.clientAddress,
       target: this.target,
-      code,
+      code: code ?? "EUNKNOWN",
     });
-    this.close(outcomeOfReply(reply), this.failureReply(reply));
+    const reply =
+      this.front === null ? null : this.front.dialFailed(failure.reply ?? Reply.GENERAL_FAILURE);
+    this.close(failure.outcome, reply);
   }
 
-  /** The bytes that tell the client a dial failed (SOCKS reply); null when there are none. */
-  protected abstract failureReply(reply: number): Uint8Array | null;
+  // ── 3. relay ─────────────────────────────────────────────────────────────────────────────────
 
-  // ── teardown ─────────────────────────────────────────────────────────────────────────────────
+  private relay(upstream: Socket<Connection>): void {
+    this.upstream = upstream;
+    this.stage = "relay";
+    this.connectDeadline = NO_DEADLINE;
+    this.lastActivity = this.ctx.clock.now;
+    if (this.front !== null) {
+      const bound = { host: upstream.localAddress, port: upstream.localPort };
+      if (!this.send(this.front.succeeded(bound))) return;
+    }
+    this.up.connect(this.client, upstream);
+    this.down.connect(upstream, this.client);
+    this.up.drain(); // early data, and a FIN that came with it
+    this.down.drain(); // anything the upstream said before we were ready
+  }
 
-  /** Writes a short control message (handshake reply) straight to the client. A fresh socket takes
-   *  a few bytes whole; if it does not, the connection is beyond saving and is closed. */
-  protected send(bytes: Uint8Array): boolean {
-    if (this.client.write(bytes) === bytes.length) return true;
-    this.close("error");
-    return false;
+  /** One direction has passed its FIN on: the other gets fin_timeout_ms to finish. */
+  pipeFinished(): void {
+    if (!this.closeIfDone())
+      this.finDeadline = performance.now() + this.ctx.config.relay.fin_timeout_ms;
   }
 
   /** True when both directions are done, after closing the connection. */
-  private checkDone(): boolean {
+  private closeIfDone(): boolean {
     if (!(this.up.sinkDone && this.down.sinkDone)) return false;
     this.close("ok");
     return true;
   }
 
+  // ── deadlines ────────────────────────────────────────────────────────────────────────────────
+
+  /** The sweeper's visit: ends the connection if a deadline of its stage has passed.
+   *  `idleAfterMs` is idle_timeout_ms plus the coarse clock's lag; 0 disables the idle timeout. */
+  sweep(now: number, idleAfterMs: number): void {
+    if (now >= this.handshakeDeadline) this.refuse("HANDSHAKE_TIMEOUT", null);
+    else if (now >= this.connectDeadline) this.dialFailed("ETIMEDOUT");
+    else if (now >= this.finDeadline) this.close("fin_timeout");
+    else if (idleAfterMs > 0 && this.stage === "relay" && now - this.lastActivity >= idleAfterMs) {
+      this.close("idle_timeout");
+    }
+  }
+
+  // ── 4. close ─────────────────────────────────────────────────────────────────────────────────
+
+  /** Writes a short control message (a handshake reply) straight to the client. A fresh socket
+   *  takes a few bytes whole; if it does not, the connection is beyond saving and is closed. */
+  private send(bytes: Uint8Array): boolean {
+    if (this.client.write(bytes) === bytes.length) return true;
+    this.close("error");
+    return false;
+  }
+
+  /** A socket error or reset on either side: tear both down at once and return every slot. */
+  failed(error: Error): void {
+    if (this.stage === "closed") return;
+    this.ctx.log.debug("socket error", {
+      client: this.clientAddress,
+      target: this.target,
+      error: (error as { code?: string }).code ?? error.message,
+    });
+    this.close("error");
+  }
+
   /** Closes both sockets, returns every slot, logs one line. Idempotent. */
   close(outcome: Outcome, reply?: Uint8Array | null): void {
-    if (this.phase === "closed") return;
-    this.phase = "closed";
+    if (this.stage === "closed") return;
+    this.stage = "closed";
     if (reply) {
       this.reply = reply[1];
       this.client.write(reply);
     }
+    this.partial.drop();
     this.up.dispose();
     this.down.dispose();
     this.client.end();
@@ -266,32 +280,87 @@ export abstract class Connection implements PipeOwner {
   backlogBytes(): number {
     return this.up.backlog.bytes + this.down.backlog.bytes;
   }
+
+  // ── socket events ────────────────────────────────────────────────────────────────────────────
+  // Bun calls these through the two tables below. A FIN is seen only because both sides set
+  // allowHalfOpen and have an `end` handler; a reset arrives only as close's error argument.
+
+  /** The client's bytes: handshake while the front reads, else relay. */
+  onClientData(chunk: Uint8Array): void {
+    if (this.stage === "front") {
+      this.handshake(this.front!, chunk);
+    } else {
+      this.lastActivity = this.ctx.clock.now;
+      this.up.data(chunk);
+    }
+  }
+
+  onUpstreamData(upstream: Socket<Connection>, chunk: Uint8Array): void {
+    if (this.stage === "closed") {
+      upstream.end(); // a late socket of an abandoned dial
+      return;
+    }
+    this.lastActivity = this.ctx.clock.now;
+    this.down.data(chunk);
+  }
+
+  /** The client's FIN: before the handshake is done it is an abort; after, a half-close. */
+  onClientEnd(): void {
+    if (this.stage === "front") this.refuse("CLIENT_ABORTED", null);
+    else this.up.end();
+  }
+
+  /** Bun reports a FIN as close (not end) once we have shut our side down: treat it as FIN plus
+   *  "cannot write there any more", and let the other direction finish flushing. */
+  onClientClosed(): void {
+    if (this.stage !== "relay") {
+      this.close("aborted");
+      return;
+    }
+    this.down.sinkClosed();
+    this.up.end();
+    this.closeIfDone();
+  }
+
+  onUpstreamEnd(): void {
+    this.down.end();
+  }
+
+  onUpstreamClosed(): void {
+    if (this.stage !== "relay") return;
+    this.up.sinkClosed();
+    this.down.end();
+    this.closeIfDone();
+  }
+
+  onClientDrain(): void {
+    this.down.drain();
+  }
+
+  onUpstreamDrain(): void {
+    this.up.drain();
+  }
 }
 
-/** A static forward: every client is relayed to one fixed target, no handshake. */
-export class ForwardConnection extends Connection {
-  readonly kind = "forward";
+/** Events of a client socket. `socket.data` is unset only for a client refused at accept. */
+export const clientEvents: SocketHandler<Connection | undefined> = {
+  data: (socket, chunk) => socket.data?.onClientData(chunk),
+  drain: (socket) => socket.data?.onClientDrain(),
+  end: (socket) => socket.data?.onClientEnd(),
+  close: (socket, error) => (error ? socket.data?.failed(error) : socket.data?.onClientClosed()),
+  error: (socket, error) => socket.data?.failed(error),
+};
 
-  constructor(
-    ctx: ConnectionContext,
-    client: ClientSocket,
-    targetHost: string,
-    targetPort: number,
-  ) {
-    super(
-      ctx,
-      client,
-      "connecting",
-      ctx.config.socks.dns_timeout_ms + ctx.config.socks.connect_timeout_ms,
-    );
-    void this.dial(targetHost, targetPort);
-  }
+/** Events of an upstream socket: it belongs to its connection from the moment Bun.connect runs. */
+const upstreamEvents: SocketHandler<Connection> = {
+  data: (socket, chunk) => socket.data.onUpstreamData(socket, chunk),
+  drain: (socket) => socket.data.onUpstreamDrain(),
+  end: (socket) => socket.data.onUpstreamEnd(),
+  close: (socket, error) => (error ? socket.data.failed(error) : socket.data.onUpstreamClosed()),
+  error: (socket, error) => socket.data.failed(error),
+};
 
-  protected connected(): boolean {
-    return true;
-  }
-
-  protected failureReply(): null {
-    return null;
-  }
+/** `host:port` of the peer. */
+function peerAddress(socket: Socket<unknown>): string {
+  return formatHostPort(socket.remoteAddress, socket.remotePort);
 }

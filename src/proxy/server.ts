@@ -1,19 +1,20 @@
 // One thread's proxy: the SOCKS5 and forward listeners (reusePort, so every Worker binds the same
-// ports), the socket handler tables, the deadline sweeper and graceful close.
-// Not process supervision (supervisor.ts) and not config parsing (src/config/).
+// ports), accepting a client into the pipeline (connection.ts), the deadline sweeper and graceful
+// close. Not process supervision (supervisor.ts) and not config parsing (src/config/).
 
-import type { Socket, SocketHandler, TCPSocketListener, TCPSocketListenOptions } from "bun";
+import type { Socket, TCPSocketListener, TCPSocketListenOptions } from "bun";
 import { type Config, parseHostPort } from "../config/schema.ts";
 import type { Logger } from "../log.ts";
 import type { BufferPool, PoolStats } from "../pool/index.ts";
-import { AUTH_REQUEST_BYTES_MAX } from "../protocol/index.ts";
 import {
-  type Clock,
-  type Connection,
-  type ConnectionContext,
-  ForwardConnection,
-} from "./connection.ts";
-import { credentialsOf, SocksConnection } from "./socks5.ts";
+  AUTH_REQUEST_BYTES_MAX,
+  type DialRequest,
+  type FrontProtocol,
+  Socks5Handshake,
+} from "../protocol/index.ts";
+import { Admission } from "./admission.ts";
+import { type Clock, Connection, type ConnectionContext, clientEvents } from "./connection.ts";
+import { passwordCheck } from "./credentials.ts";
 
 export interface ListenerInfo {
   kind: "socks" | "forward";
@@ -76,98 +77,80 @@ export async function startProxy(options: ProxyOptions): Promise<ProxyServer> {
       `slot_bytes ${pool.slotBytes} cannot hold a handshake message (${AUTH_REQUEST_BYTES_MAX})`,
     );
   }
-  const openConnections = options.openConnections ?? new Int32Array(new SharedArrayBuffer(4));
+  const admission = new Admission(
+    options.openConnections ?? new Int32Array(new SharedArrayBuffer(4)),
+    config.server.connections_max,
+  );
   const connections = new Set<Connection>();
   const clock: Clock = { now: performance.now() };
   let total = 0;
-  let rejected = 0;
   let closing = false;
   let onEmpty: (() => void) | null = null;
-
-  // Upstream sockets belong to a connection from the moment Bun.connect is called (data: conn).
-  const upstreamHandlers: SocketHandler<Connection> = {
-    data: (socket, chunk) => {
-      if (socket.data.phase === "closed")
-        socket.end(); // a late socket of an abandoned dial
-      else socket.data.upstreamData(chunk);
-    },
-    drain: (socket) => socket.data.upstreamDrain(),
-    end: (socket) => socket.data.upstreamEnd(),
-    // Bun reports a reset (ECONNRESET) only as close's error argument: tear down, don't treat it as FIN.
-    close: (socket, error) => (error ? socket.data.failed(error) : socket.data.upstreamClosed()),
-    error: (socket, error) => socket.data.failed(error),
-  };
 
   const ctx: ConnectionContext = {
     config,
     pool,
     log,
     clock,
-    upstreamHandlers,
     forget(connection) {
-      if (connections.delete(connection)) Atomics.sub(openConnections, 0, 1);
+      if (connections.delete(connection)) admission.leave();
       if (connections.size === 0) onEmpty?.();
     },
   };
 
-  /** Admits a client under connections_max, or closes it at once. */
-  function admit(socket: Socket<Connection>, make: () => Connection): void {
-    if (closing || Atomics.add(openConnections, 0, 1) >= config.server.connections_max) {
-      if (!closing) Atomics.sub(openConnections, 0, 1);
-      rejected++;
-      if (rejected === 1 || rejected % 1000 === 0) {
+  /** Accepts a client into the pipeline under connections_max, or closes it at once. */
+  function accept(
+    socket: Socket<Connection | undefined>,
+    kind: "socks" | "forward",
+    front: () => FrontProtocol | null,
+    forwardTarget?: DialRequest,
+  ): void {
+    const connection = closing
+      ? null
+      : admission.admit(() => new Connection(ctx, socket as Socket<Connection>, kind, front()));
+    if (connection === null) {
+      if (!closing && (admission.refused === 1 || admission.refused % 1000 === 0)) {
         log.warn("connection refused: connections_max reached", {
           connections_max: config.server.connections_max,
-          rejected,
+          rejected: admission.refused,
         });
       }
       socket.end();
       return;
     }
     total++;
-    const connection = make();
-    socket.data = connection; // replaces the listener's shared data object (see DESIGN.md)
-    if (connection.phase !== "closed") connections.add(connection);
-    else Atomics.sub(openConnections, 0, 1);
+    socket.data = connection; // replaces the listener's shared data object (a Bun quirk)
+    connections.add(connection);
+    connection.start(forwardTarget);
   }
 
-  // socket.data is unset only for a client refused in admit(), whose events need no handling.
-  const clientEvents: SocketHandler<Connection> = {
-    data: (socket, chunk) => socket.data.clientData(chunk),
-    drain: (socket) => socket.data.clientDrain(),
-    end: (socket) => socket.data?.clientEnd(),
-    close: (socket, error) => (error ? socket.data?.failed(error) : socket.data?.clientClosed()),
-    error: (socket, error) => socket.data?.failed(error),
-  };
-
-  const listeners: TCPSocketListener<Connection>[] = [];
+  const listeners: TCPSocketListener<Connection | undefined>[] = [];
   const info: ListenerInfo[] = [];
   const listen = (
     kind: "socks" | "forward",
     address: string,
-    open: (socket: Socket<Connection>) => void,
+    open: (socket: Socket<Connection | undefined>) => void,
     target?: string,
   ) => {
     const { host, port } = addressOf(address, `${kind} listen`);
-    // bun-types 1.4.5 declares reusePort on connect options only; Bun.listen honours it (DESIGN.md).
-    const listenOptions: TCPSocketListenOptions<Connection> & { reusePort: boolean } = {
+    // bun-types 1.4.5 declares reusePort on connect options only; Bun.listen honours it.
+    const listenOptions: TCPSocketListenOptions<Connection | undefined> & { reusePort: boolean } = {
       hostname: host,
       port,
       reusePort: true, // every Worker binds the same port; the kernel spreads the connections
       allowHalfOpen: true, // a client's FIN is passed on, not treated as the end of the connection
       socket: { ...clientEvents, open },
     };
-    const listener = Bun.listen<Connection>(listenOptions);
+    const listener = Bun.listen<Connection | undefined>(listenOptions);
     listeners.push(listener);
     info.push({ kind, host, port: listener.port, ...(target === undefined ? {} : { target }) });
   };
 
   try {
     if (config.socks.enabled) {
-      const credentials =
-        config.socks.auth === "password" ? credentialsOf(config.socks.users) : null;
+      const check = config.socks.auth === "password" ? passwordCheck(config.socks.users) : null;
       listen("socks", config.socks.listen, (socket) =>
-        admit(socket, () => new SocksConnection(ctx, socket, credentials)),
+        accept(socket, "socks", () => new Socks5Handshake(check)),
       );
     }
     for (const forward of config.forward) {
@@ -175,8 +158,7 @@ export async function startProxy(options: ProxyOptions): Promise<ProxyServer> {
       listen(
         "forward",
         forward.listen,
-        (socket) =>
-          admit(socket, () => new ForwardConnection(ctx, socket, target.host, target.port)),
+        (socket) => accept(socket, "forward", () => null, target),
         forward.target,
       );
     }
@@ -189,20 +171,11 @@ export async function startProxy(options: ProxyOptions): Promise<ProxyServer> {
   const sweepMs = sweepInterval(config);
   // lastActivity is stamped with the coarse clock, up to one sweep behind real time: allowing one
   // sweep of margin makes an idle timeout late by at most two sweeps, and never early.
-  const idleAfterMs = idleMs + sweepMs;
+  const idleAfterMs = idleMs > 0 ? idleMs + sweepMs : 0;
   const sweeper = setInterval(() => {
     const now = performance.now();
     clock.now = now;
-    for (const connection of connections) {
-      if (now >= connection.deadline) connection.expire();
-      else if (
-        idleMs > 0 &&
-        connection.phase === "relaying" &&
-        now - connection.lastActivity >= idleAfterMs
-      ) {
-        connection.close("idle_timeout");
-      }
-    }
+    for (const connection of connections) connection.sweep(now, idleAfterMs);
   }, sweepMs);
 
   return {
@@ -213,7 +186,7 @@ export async function startProxy(options: ProxyOptions): Promise<ProxyServer> {
       return {
         connections_open: connections.size,
         connections_total: total,
-        connections_rejected: rejected,
+        connections_rejected: admission.refused,
         backlog_bytes: backlog,
         pool: pool.stats(),
       };
