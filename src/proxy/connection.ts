@@ -239,14 +239,19 @@ export class Connection implements PipeOwner {
     return false;
   }
 
-  /** A socket error or reset on either side: tear both down at once and return every slot. */
+  /** A socket error or reset on either side, or an exception thrown on a socket path: tear both
+   *  down at once and return every slot. An exception is a bug and is logged with its stack. */
   failed(error: Error): void {
     if (this.stage === "closed") return;
-    this.ctx.log.debug("socket error", {
-      client: this.clientAddress,
-      target: this.target,
-      error: (error as { code?: string }).code ?? error.message,
-    });
+    if (isSocketError(error)) {
+      this.ctx.log.debug("socket error", {
+        client: this.clientAddress,
+        target: this.target,
+        error: (error as { code?: string }).code ?? error.message,
+      });
+    } else {
+      logUnexpected(this.ctx.log, error, { client: this.clientAddress, target: this.target });
+    }
     this.close("error");
   }
 
@@ -360,7 +365,20 @@ const upstreamEvents: SocketHandler<Connection> = {
   error: (socket, error) => socket.data.failed(error),
 };
 
-/** `host:port` of the peer. */
+/** `host:port` of the peer; a client that reset before `open` may have no address in Bun 1.4.5. */
 function peerAddress(socket: Socket<unknown>): string {
-  return formatHostPort(socket.remoteAddress, socket.remotePort);
+  const host = socket.remoteAddress;
+  return host ? formatHostPort(host, socket.remotePort) : "unknown";
+}
+
+/** A system error from a socket (ECONNRESET, EPIPE…), as opposed to an exception of our own. */
+function isSocketError(error: Error): boolean {
+  const code = (error as { code?: unknown }).code;
+  return typeof code === "string" && /^E[A-Z0-9_]+$/.test(code);
+}
+
+/** An exception on a socket path is a bug: logged once at error level with its stack. */
+export function logUnexpected(log: Logger, error: unknown, fields: Record<string, unknown>): void {
+  const stack = error instanceof Error ? (error.stack ?? error.message) : String(error);
+  log.error("unexpected exception on a socket path", { ...fields, error: stack });
 }

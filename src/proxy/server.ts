@@ -13,7 +13,13 @@ import {
   Socks5Handshake,
 } from "../protocol/index.ts";
 import { Admission } from "./admission.ts";
-import { type Clock, Connection, type ConnectionContext, clientEvents } from "./connection.ts";
+import {
+  type Clock,
+  Connection,
+  type ConnectionContext,
+  clientEvents,
+  logUnexpected,
+} from "./connection.ts";
 import { passwordCheck } from "./credentials.ts";
 
 export interface ListenerInfo {
@@ -105,9 +111,16 @@ export async function startProxy(options: ProxyOptions): Promise<ProxyServer> {
     front: () => FrontProtocol | null,
     forwardTarget?: DialRequest,
   ): void {
-    const connection = closing
-      ? null
-      : admission.admit(() => new Connection(ctx, socket as Socket<Connection>, kind, front()));
+    let connection: Connection | null;
+    try {
+      connection = closing
+        ? null
+        : admission.admit(() => new Connection(ctx, socket as Socket<Connection>, kind, front()));
+    } catch (error) {
+      logUnexpected(log, error, { at: "accept", kind });
+      socket.end();
+      return;
+    }
     if (connection === null) {
       if (!closing && (admission.refused === 1 || admission.refused % 1000 === 0)) {
         log.warn("connection refused: connections_max reached", {

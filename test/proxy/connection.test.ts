@@ -1,0 +1,91 @@
+// The pipeline driver without a network: a stand-in client socket, so what a connection logs when
+// a socket path throws, or when Bun gives a client no address, can be checked exactly.
+
+import { expect, test } from "bun:test";
+import type { Socket } from "bun";
+import { parseConfig } from "../../src/config/schema.ts";
+import { createLogger } from "../../src/log.ts";
+import { createPool } from "../../src/pool/index.ts";
+import { Connection, type ConnectionContext } from "../../src/proxy/connection.ts";
+
+type LogRecord = Record<string, unknown>;
+
+function harness() {
+  const logs: LogRecord[] = [];
+  const log = createLogger({
+    level: "debug",
+    format: "json",
+    write: (line) => {
+      for (const part of line.split("\n")) if (part.trim() !== "") logs.push(JSON.parse(part));
+    },
+  });
+  const config = parseConfig({ log: { level: "debug", format: "json" } });
+  const pool = createPool({ strategy: "queue-ts", slots: 16, slot_bytes: 16384, checked: true });
+  const forgotten: Connection[] = [];
+  const ctx: ConnectionContext = {
+    config,
+    pool,
+    log,
+    clock: { now: performance.now() },
+    forget: (connection) => forgotten.push(connection),
+  };
+  return { ctx, logs, forgotten, pool };
+}
+
+/** A client socket as the driver uses it; `remoteAddress` may be missing, as Bun 1.4.5 allows. */
+function standInClient(remoteAddress: string | undefined) {
+  const written: Uint8Array[] = [];
+  const socket = {
+    remoteAddress,
+    remotePort: 40000,
+    ended: false,
+    write: (bytes: Uint8Array) => {
+      written.push(bytes);
+      return bytes.length;
+    },
+    end() {
+      socket.ended = true;
+    },
+    pause() {},
+    resume() {},
+    shutdown() {},
+  };
+  return { socket: socket as unknown as Socket<Connection>, written, state: socket };
+}
+
+test("a client Bun gives no remoteAddress is served and logged as unknown, not thrown on", () => {
+  const { ctx, logs, forgotten } = harness();
+  const client = standInClient(undefined);
+  const connection = new Connection(ctx, client.socket, "socks", null);
+  connection.close("aborted");
+  expect(forgotten).toEqual([connection]);
+  expect(logs.find((record) => record.msg === "connection")).toMatchObject({
+    client: "unknown",
+    outcome: "aborted",
+  });
+});
+
+test("an exception on a socket path is logged once at error level with its stack", () => {
+  const { ctx, logs } = harness();
+  const connection = new Connection(ctx, standInClient("127.0.0.1").socket, "socks", null);
+  connection.failed(new TypeError("a bug in a handler"));
+  connection.failed(new TypeError("reported again after close")); // ignored: already closed
+  const errors = logs.filter((record) => record.level === "error");
+  expect(errors).toHaveLength(1);
+  expect(errors[0].msg).toBe("unexpected exception on a socket path");
+  expect(String(errors[0].error)).toContain("TypeError: a bug in a handler");
+  expect(String(errors[0].error)).toContain("connection.test.ts"); // the stack, not just the text
+  expect(logs.find((record) => record.msg === "connection")?.outcome).toBe("error");
+});
+
+test("a socket error (a reset) is an ordinary event: logged at debug, not as a bug", () => {
+  const { ctx, logs } = harness();
+  const connection = new Connection(ctx, standInClient("127.0.0.1").socket, "socks", null);
+  const reset = Object.assign(new Error("Connection reset by peer"), { code: "ECONNRESET" });
+  connection.failed(reset);
+  expect(logs.filter((record) => record.level === "error")).toEqual([]);
+  expect(logs.find((record) => record.msg === "socket error")).toMatchObject({
+    level: "debug",
+    error: "ECONNRESET",
+  });
+});
