@@ -69,7 +69,7 @@ const FRAME_BYTES_MIN = REQUEST_HEADER_BYTES + 1 + 1 + PORT_BYTES;
 // - An unknown ATYP is an error with reply 08. The address length is then unknown, so the rest of
 //   the stream cannot be framed and the caller must close after replying.
 // - A zero-length domain, or one containing 0x00, is a malformed address: reply 01 (general
-//   failure; DESIGN.md sends 04 only for a name that was looked up and not found). A NUL byte
+//   failure; failures.ts sends 04 only for a name that was looked up and not found). A NUL byte
 //   would be cut off by the C resolver ("allowed.example\0.evil" vs. a ruleset that sees the
 //   whole string), and Bun.connect rejects it anyway.
 export function decodeRequest(input: Uint8Array): Decoded<SocksRequest> {

@@ -23,7 +23,7 @@ describe("wire constants", () => {
     expect(HANDSHAKE_BYTES_MAX).toBe(1032);
   });
 
-  test("byte values match RFC 1928 and the DESIGN.md reply table", () => {
+  test("byte values match RFC 1928 and the failure table", () => {
     expect(Method).toEqual({ NO_AUTH: 0, GSSAPI: 1, USERNAME_PASSWORD: 2, NO_ACCEPTABLE: 0xff });
     expect(Command).toEqual({ CONNECT: 1, BIND: 2, UDP_ASSOCIATE: 3 });
     expect(AddressType).toEqual({ IPV4: 1, DOMAIN: 3, IPV6: 4 });
