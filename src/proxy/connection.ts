@@ -17,6 +17,9 @@
 //                                                            reset, refusal, shutdown)
 //
 // Failures before the relay are answered and named by the one table in src/protocol/failures.ts.
+// Longer than most files here on purpose: the whole path of a connection, in the order it runs, is
+// one read from top to bottom; the parts with a job of their own (codecs, relay, dial, admission)
+// are already elsewhere.
 
 import type { Socket, SocketHandler } from "bun";
 import { type Config, formatHostPort } from "../config/schema.ts";
