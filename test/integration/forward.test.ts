@@ -7,7 +7,6 @@ import {
   cleanup,
   connectTcp,
   MIB,
-  Prng,
   refusedPort,
   sha256,
   startAnswerAfterFin,
@@ -21,6 +20,7 @@ import {
   text,
   waitFor,
 } from "./helpers.ts";
+import { Prng } from "../support/prng.ts";
 
 afterAll(cleanup);
 

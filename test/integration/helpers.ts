@@ -65,6 +65,7 @@ export function text(data: Uint8Array): string {
 }
 
 import { concat, fromHex, toHex } from "../support/bytes.ts";
+import { Prng } from "../support/prng.ts";
 import { testSeed } from "../support/seed.ts";
 
 export { concat, fromHex, testSeed, toHex };
@@ -74,42 +75,6 @@ export function sha256(data: Uint8Array): string {
 }
 
 export const MIB = 1024 * 1024;
-
-// ── Seeded pseudo-random bytes ─────────────────────────────────────────────────────────────────
-
-/** xorshift32: fast, seedable, good enough to make every byte position distinct in a hash. */
-export class Prng {
-  private state: number;
-
-  constructor(seed: number) {
-    this.state = seed >>> 0 || 0x9e3779b9; // xorshift has one bad seed, 0
-  }
-
-  /** Fills `out` (any length) with the next bytes of the stream. */
-  fill(out: Uint8Array): void {
-    let x = this.state;
-    const words = out.length >>> 2;
-    // Whole words at a time when aligned (the usual case: a fresh array); bytes otherwise.
-    const view =
-      out.byteOffset % 4 === 0
-        ? new Uint32Array(out.buffer, out.byteOffset, words)
-        : new Uint32Array(0);
-    let i = 0;
-    for (; i < view.length; i++) {
-      x ^= x << 13;
-      x ^= x >>> 17;
-      x ^= x << 5;
-      view[i] = x;
-    }
-    for (let at = i * 4; at < out.length; at++) {
-      x ^= x << 13;
-      x ^= x >>> 17;
-      x ^= x << 5;
-      out[at] = x & 0xff;
-    }
-    this.state = x >>> 0;
-  }
-}
 
 export interface StreamDigest {
   bytes: number;

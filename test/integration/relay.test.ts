@@ -12,7 +12,6 @@ import {
   echoThrough,
   encodeGreeting,
   MIB,
-  Prng,
   sha256,
   socksConnect,
   startAnswerAfterFin,
@@ -26,6 +25,7 @@ import {
   text,
   waitFor,
 } from "./helpers.ts";
+import { Prng } from "../support/prng.ts";
 
 afterAll(cleanup);
 
