@@ -7,17 +7,16 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { FLAGS } from "../../src/config/cli.ts";
+import { DeadlineError, waitFor } from "../support/wait.ts";
 import {
   cleanup,
   connectTcp,
-  DeadlineError,
   echoThrough,
   runCli,
   socksConnect,
   spawnProxy,
   startEcho,
   text,
-  waitFor,
 } from "./helpers.ts";
 
 const tempDir = mkdtempSync(join(tmpdir(), "sockpool-cli-"));

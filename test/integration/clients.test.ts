@@ -4,6 +4,7 @@
 
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { SocksClient, type SocksClientOptions } from "socks";
+import { withDeadline } from "../support/wait.ts";
 import {
   cleanup,
   onBothLoopbacks,
@@ -14,7 +15,6 @@ import {
   startTestProxy,
   type Target,
   type TestProxy,
-  withDeadline,
 } from "./helpers.ts";
 
 afterAll(cleanup);

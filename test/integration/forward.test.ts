@@ -3,6 +3,8 @@
 // Not SOCKS5 (socks.test.ts).
 
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { Prng } from "../support/prng.ts";
+import { waitFor } from "../support/wait.ts";
 import {
   cleanup,
   connectTcp,
@@ -18,9 +20,7 @@ import {
   type TestProxy,
   testSeed,
   text,
-  waitFor,
 } from "./helpers.ts";
-import { Prng } from "../support/prng.ts";
 
 afterAll(cleanup);
 

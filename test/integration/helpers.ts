@@ -14,43 +14,6 @@ import { type ProxyServer, startProxy } from "../../src/proxy/server.ts";
 
 export const REPO_ROOT = new URL("../../", import.meta.url).pathname;
 
-/** How long any single wait may take before the test fails with a message. */
-export const DEADLINE_MS = 10_000;
-
-// ── Bounded waits ──────────────────────────────────────────────────────────────────────────────
-
-export class DeadlineError extends Error {
-  constructor(what: string, ms: number) {
-    super(`timed out after ${ms} ms waiting for ${what}`);
-    this.name = "DeadlineError";
-  }
-}
-
-/** Rejects with a DeadlineError naming `what` when `promise` takes longer than `ms`. */
-export function withDeadline<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new DeadlineError(what, ms)), ms);
-  });
-  return Promise.race([promise, deadline]).finally(() => clearTimeout(timer));
-}
-
-/** Polls `condition` every `intervalMs` until it holds; fails after `timeoutMs`. */
-export async function waitFor(
-  condition: () => boolean,
-  what: string | (() => string),
-  timeoutMs = DEADLINE_MS,
-  intervalMs = 10,
-): Promise<void> {
-  const started = performance.now();
-  while (!condition()) {
-    if (performance.now() - started > timeoutMs) {
-      throw new DeadlineError(typeof what === "string" ? what : what(), timeoutMs);
-    }
-    await Bun.sleep(intervalMs);
-  }
-}
-
 // ── Bytes ──────────────────────────────────────────────────────────────────────────────────────
 
 const textEncoder = new TextEncoder();
@@ -67,6 +30,7 @@ export function text(data: Uint8Array): string {
 import { concat, fromHex, toHex } from "../support/bytes.ts";
 import { Prng } from "../support/prng.ts";
 import { testSeed } from "../support/seed.ts";
+import { DEADLINE_MS, waitFor, withDeadline } from "../support/wait.ts";
 
 export { concat, fromHex, testSeed, toHex };
 

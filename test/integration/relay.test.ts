@@ -4,6 +4,8 @@
 // Not handshake details (socks.test.ts) and not the CLI (cli.test.ts).
 
 import { afterAll, describe, expect, test } from "bun:test";
+import { Prng } from "../support/prng.ts";
+import { waitFor } from "../support/wait.ts";
 import {
   bytes,
   type Conn,
@@ -23,9 +25,7 @@ import {
   type TestProxy,
   testSeed,
   text,
-  waitFor,
 } from "./helpers.ts";
-import { Prng } from "../support/prng.ts";
 
 afterAll(cleanup);
 

@@ -2,7 +2,8 @@
 // returns every pool slot. Bun reports a reset only as close's error argument, not as an error event.
 
 import { afterAll, describe, expect, test } from "bun:test";
-import { cleanup, MIB, socksConnect, startTestProxy, waitFor } from "./helpers.ts";
+import { waitFor } from "../support/wait.ts";
+import { cleanup, MIB, socksConnect, startTestProxy } from "./helpers.ts";
 
 afterAll(cleanup);
 

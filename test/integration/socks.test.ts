@@ -3,6 +3,7 @@
 // deadline. Not the relay's throughput or backpressure (relay.test.ts).
 
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { waitFor } from "../support/wait.ts";
 import {
   bytes,
   type Conn,
@@ -28,7 +29,6 @@ import {
   type TestProxy,
   text,
   toHex,
-  waitFor,
 } from "./helpers.ts";
 
 afterAll(cleanup);
