@@ -7,6 +7,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { FLAGS } from "../../src/config/cli.ts";
+import { text } from "../support/bytes.ts";
 import { DeadlineError, waitFor } from "../support/wait.ts";
 import {
   cleanup,
@@ -16,7 +17,6 @@ import {
   socksConnect,
   spawnProxy,
   startEcho,
-  text,
 } from "./helpers.ts";
 
 const tempDir = mkdtempSync(join(tmpdir(), "sockpool-cli-"));

@@ -2,23 +2,20 @@
 // targets and the raw client can be trusted. Not a test of sockpool.
 
 import { afterAll, describe, expect, test } from "bun:test";
+import { MIB, sha256, text, toHex } from "../support/bytes.ts";
+import { testSeed } from "../support/seed.ts";
 import {
   cleanup,
   connectTcp,
   encodeAuth,
   encodeGreeting,
   encodeRequest,
-  MIB,
   onBothLoopbacks,
   refusedPort,
-  sha256,
   startAnswerAfterFin,
   startBanner,
   startBulk,
   startEcho,
-  testSeed,
-  text,
-  toHex,
 } from "./helpers.ts";
 
 afterAll(cleanup);

@@ -3,14 +3,14 @@
 // Not SOCKS5 (socks.test.ts).
 
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { MIB, sha256, text } from "../support/bytes.ts";
 import { Prng } from "../support/prng.ts";
+import { testSeed } from "../support/seed.ts";
 import { waitFor } from "../support/wait.ts";
 import {
   cleanup,
   connectTcp,
-  MIB,
   refusedPort,
-  sha256,
   startAnswerAfterFin,
   startBanner,
   startBulk,
@@ -18,8 +18,6 @@ import {
   startTestProxy,
   type Target,
   type TestProxy,
-  testSeed,
-  text,
 } from "./helpers.ts";
 
 afterAll(cleanup);

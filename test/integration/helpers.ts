@@ -11,34 +11,11 @@ import { type Config, parseConfig } from "../../src/config/schema.ts";
 import { createLogger } from "../../src/log.ts";
 import { type BufferPool, createPool } from "../../src/pool/index.ts";
 import { type ProxyServer, startProxy } from "../../src/proxy/server.ts";
-
-export const REPO_ROOT = new URL("../../", import.meta.url).pathname;
-
-// ── Bytes ──────────────────────────────────────────────────────────────────────────────────────
-
-const textEncoder = new TextEncoder();
-const textDecoder = new TextDecoder();
-
-export function bytes(text: string): Uint8Array {
-  return textEncoder.encode(text);
-}
-
-export function text(data: Uint8Array): string {
-  return textDecoder.decode(data);
-}
-
-import { concat, fromHex, toHex } from "../support/bytes.ts";
+import { bytes, concat, MIB, text, toHex } from "../support/bytes.ts";
 import { Prng } from "../support/prng.ts";
-import { testSeed } from "../support/seed.ts";
 import { DEADLINE_MS, waitFor, withDeadline } from "../support/wait.ts";
 
-export { concat, fromHex, testSeed, toHex };
-
-export function sha256(data: Uint8Array): string {
-  return new Bun.CryptoHasher("sha256").update(data).digest("hex");
-}
-
-export const MIB = 1024 * 1024;
+export const REPO_ROOT = new URL("../../", import.meta.url).pathname;
 
 export interface StreamDigest {
   bytes: number;

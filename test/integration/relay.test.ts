@@ -4,17 +4,16 @@
 // Not handshake details (socks.test.ts) and not the CLI (cli.test.ts).
 
 import { afterAll, describe, expect, test } from "bun:test";
+import { bytes, MIB, sha256, text } from "../support/bytes.ts";
 import { Prng } from "../support/prng.ts";
+import { testSeed } from "../support/seed.ts";
 import { waitFor } from "../support/wait.ts";
 import {
-  bytes,
   type Conn,
   cleanup,
   connectTcp,
   echoThrough,
   encodeGreeting,
-  MIB,
-  sha256,
   socksConnect,
   startAnswerAfterFin,
   startBanner,
@@ -23,8 +22,6 @@ import {
   startSilent,
   startTestProxy,
   type TestProxy,
-  testSeed,
-  text,
 } from "./helpers.ts";
 
 afterAll(cleanup);

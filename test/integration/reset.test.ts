@@ -2,8 +2,9 @@
 // returns every pool slot. Bun reports a reset only as close's error argument, not as an error event.
 
 import { afterAll, describe, expect, test } from "bun:test";
+import { MIB } from "../support/bytes.ts";
 import { waitFor } from "../support/wait.ts";
-import { cleanup, MIB, socksConnect, startTestProxy } from "./helpers.ts";
+import { cleanup, socksConnect, startTestProxy } from "./helpers.ts";
 
 afterAll(cleanup);
 

@@ -3,18 +3,16 @@
 // deadline. Not the relay's throughput or backpressure (relay.test.ts).
 
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { bytes, concat, fromHex, text, toHex } from "../support/bytes.ts";
 import { waitFor } from "../support/wait.ts";
 import {
-  bytes,
   type Conn,
   cleanup,
-  concat,
   connectTcp,
   echoThrough,
   encodeAuth,
   encodeGreeting,
   encodeRequest,
-  fromHex,
   onBothLoopbacks,
   REPLY,
   readReply,
@@ -27,8 +25,6 @@ import {
   startTestProxy,
   type Target,
   type TestProxy,
-  text,
-  toHex,
 } from "./helpers.ts";
 
 afterAll(cleanup);

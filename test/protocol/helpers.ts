@@ -1,12 +1,9 @@
-// Shared helpers for the codec tests: hex vectors and split-at-every-boundary checks.
+// Codec-test assertions: unwrap a decode result, check framing at every split. Not byte helpers.
 
 import { expect } from "bun:test";
 import type { Decoded, ProtocolErrorCode } from "../../src/protocol/errors.ts";
 
-import { concat, fromHex, toHex } from "../support/bytes.ts";
-import { testSeed } from "../support/seed.ts";
-
-export { concat, fromHex, testSeed, toHex };
+import { concat, fromHex } from "../support/bytes.ts";
 
 /** Unwraps a result that must be a message. */
 export function expectMessage<T>(result: Decoded<T>): { message: T; bytes: number } {
