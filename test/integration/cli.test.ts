@@ -8,16 +8,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { FLAGS } from "../../src/config/cli.ts";
 import { text } from "../support/bytes.ts";
+import { connectTcp } from "../support/sockets.ts";
 import { DeadlineError, waitFor } from "../support/wait.ts";
-import {
-  cleanup,
-  connectTcp,
-  echoThrough,
-  runCli,
-  socksConnect,
-  spawnProxy,
-  startEcho,
-} from "./helpers.ts";
+import { cleanup, echoThrough, runCli, socksConnect, spawnProxy, startEcho } from "./helpers.ts";
 
 const tempDir = mkdtempSync(join(tmpdir(), "sockpool-cli-"));
 

@@ -4,9 +4,10 @@
 import { afterAll, describe, expect, test } from "bun:test";
 import { MIB, sha256, text, toHex } from "../support/bytes.ts";
 import { testSeed } from "../support/seed.ts";
+import { connectTcp } from "../support/sockets.ts";
+import { digestToEnd, sendGenerated } from "../support/streams.ts";
 import {
   cleanup,
-  connectTcp,
   encodeAuth,
   encodeGreeting,
   encodeRequest,
@@ -69,8 +70,8 @@ describe("targets, reached directly", () => {
     const seed = testSeed("fixtures bulk");
     const target = startBulk(8 * MIB, seed);
     const conn = await connectTcp("127.0.0.1", target.port);
-    const received = conn.digestToEnd();
-    const sent = await conn.sendGenerated(8 * MIB, seed ^ 0x5555);
+    const received = digestToEnd(conn);
+    const sent = await sendGenerated(conn, 8 * MIB, seed ^ 0x5555);
     await conn.shutdownAfterFlush();
     const result = await target.results[0]!;
     expect(result.received).toEqual(sent);

@@ -6,347 +6,17 @@
 // (Bun.listen binds synchronously). Nothing here sleeps for readiness: it awaits an event or
 // polls a condition under a deadline, and a missed deadline names what it was waiting for.
 
-import type { Socket, TCPSocketListener } from "bun";
 import { type Config, parseConfig } from "../../src/config/schema.ts";
 import { createLogger } from "../../src/log.ts";
 import { type BufferPool, createPool } from "../../src/pool/index.ts";
 import { type ProxyServer, startProxy } from "../../src/proxy/server.ts";
 import { bytes, concat, MIB, text, toHex } from "../support/bytes.ts";
-import { Prng } from "../support/prng.ts";
+import { type Conn, closeOpenConns } from "../support/conn.ts";
+import { connectTcp, listenTcp } from "../support/sockets.ts";
+import { digestToEnd, type StreamDigest, sendGenerated } from "../support/streams.ts";
 import { DEADLINE_MS, waitFor, withDeadline } from "../support/wait.ts";
 
 export const REPO_ROOT = new URL("../../", import.meta.url).pathname;
-
-export interface StreamDigest {
-  bytes: number;
-  sha256: string;
-}
-
-// ── Conn: one socket, either side, with a byte queue and a write queue ─────────────────────────
-
-interface Holder {
-  conn: Conn | null;
-}
-
-type Waiter = () => void;
-
-/**
- * One TCP socket with what tests need on top of Bun's callbacks:
- * - a receive queue (`read(n)`, `readToEnd()`), or a streaming sink (`digestToEnd()`);
- * - a write queue that keeps the unsent tail and retries on drain (Bun keeps no copy);
- * - flags for FIN received (`eof`) and fully closed (`closed`), and waits on them.
- */
-export class Conn {
-  readonly socket: Socket<Holder>;
-  readonly remoteAddress: string;
-  readonly remotePort: number;
-  /** Captured at open: Bun's getters return undefined once the socket has closed. */
-  readonly localPort: number;
-  /** Received but not yet read. */
-  private readonly chunks: Uint8Array[] = [];
-  private buffered = 0;
-  /** When set, every received chunk goes here instead of the queue. */
-  private sink: ((chunk: Uint8Array) => void) | null = null;
-  private readonly outbox: Uint8Array[] = [];
-  private outboxBytes = 0;
-  private readonly waiters = new Set<Waiter>();
-  /** Total bytes received / accepted by the kernel for sending. */
-  receivedBytes = 0;
-  sentBytes = 0;
-  eof = false;
-  closed = false;
-  error: Error | null = null;
-  /** Hooks for server behaviours. */
-  onData: ((chunk: Uint8Array) => void) | null = null;
-  onEnd: (() => void) | null = null;
-
-  constructor(socket: Socket<Holder>) {
-    this.socket = socket;
-    this.remoteAddress = socket.remoteAddress;
-    this.remotePort = socket.remotePort;
-    this.localPort = socket.localPort;
-  }
-
-  // Called by the socket handlers.
-  handleData(chunk: Uint8Array): void {
-    this.receivedBytes += chunk.length;
-    if (this.onData) this.onData(chunk);
-    else if (this.sink) this.sink(chunk);
-    else {
-      this.chunks.push(chunk);
-      this.buffered += chunk.length;
-    }
-    this.notify();
-  }
-
-  handleEnd(): void {
-    this.eof = true;
-    this.onEnd?.();
-    this.notify();
-  }
-
-  handleClose(error?: Error): void {
-    this.closed = true;
-    this.eof = true;
-    if (error && !this.error) this.error = error;
-    this.outbox.length = 0;
-    this.outboxBytes = 0;
-    openConns.delete(this);
-    this.notify();
-  }
-
-  handleDrain(): void {
-    // Idempotent: pause()/resume() fire spurious drains.
-    while (this.outbox.length > 0) {
-      const head = this.outbox[0]!;
-      const accepted = this.socket.write(head);
-      if (accepted < 0) {
-        this.handleClose(new Error("write on a closed socket"));
-        return;
-      }
-      this.sentBytes += accepted;
-      this.outboxBytes -= accepted;
-      if (accepted < head.length) {
-        this.outbox[0] = head.subarray(accepted);
-        break;
-      }
-      this.outbox.shift();
-    }
-    this.notify();
-  }
-
-  private notify(): void {
-    for (const waiter of [...this.waiters]) waiter();
-  }
-
-  /** Resolves when `check` returns a value other than undefined; re-checked on every event. */
-  private until<T>(check: () => T | undefined, ms: number, what: string): Promise<T> {
-    let attempt: Waiter = () => {};
-    const promise = new Promise<T>((resolve, reject) => {
-      attempt = () => {
-        let value: T | undefined;
-        try {
-          value = check();
-        } catch (error) {
-          this.waiters.delete(attempt);
-          reject(error);
-          return;
-        }
-        if (value === undefined) return;
-        this.waiters.delete(attempt);
-        resolve(value);
-      };
-      this.waiters.add(attempt);
-      attempt();
-    });
-    return withDeadline(promise, ms, what).finally(() => this.waiters.delete(attempt));
-  }
-
-  // ── Writing ──
-
-  /** Queues `data` and returns once the kernel has accepted all of it (or the socket closed). */
-  write(data: Uint8Array | string, ms = DEADLINE_MS): Promise<void> {
-    this.send(typeof data === "string" ? bytes(data) : data);
-    return this.flushed(ms);
-  }
-
-  /** Queues `data` without waiting. Writes keep their order. */
-  send(data: Uint8Array): void {
-    if (this.closed) return;
-    if (this.outbox.length === 0) {
-      const accepted = this.socket.write(data);
-      if (accepted < 0) {
-        this.handleClose(new Error("write on a closed socket"));
-        return;
-      }
-      this.sentBytes += accepted;
-      if (accepted === data.length) return;
-      data = data.subarray(accepted);
-    }
-    this.outbox.push(data);
-    this.outboxBytes += data.length;
-  }
-
-  get pendingBytes(): number {
-    return this.outboxBytes;
-  }
-
-  flushed(ms = DEADLINE_MS): Promise<void> {
-    return this.until(
-      () => {
-        if (this.outboxBytes === 0) return true;
-        if (this.closed) throw new Error(`socket closed with ${this.outboxBytes} bytes unsent`);
-        return undefined;
-      },
-      ms,
-      `the kernel to accept ${this.outboxBytes} queued bytes`,
-    ).then(() => undefined);
-  }
-
-  /** Sends `total` seeded pseudo-random bytes with backpressure; returns their digest. */
-  async sendGenerated(total: number, seed: number, ms = 60_000): Promise<StreamDigest> {
-    const prng = new Prng(seed);
-    const hasher = new Bun.CryptoHasher("sha256");
-    const blockBytes = 256 * 1024;
-    let queued = 0;
-    const started = performance.now();
-    while (queued < total) {
-      const block = new Uint8Array(Math.min(blockBytes, total - queued));
-      prng.fill(block);
-      hasher.update(block);
-      this.send(block);
-      queued += block.length;
-      if (this.closed) throw new Error(`socket closed after ${queued} of ${total} bytes queued`);
-      if (this.outboxBytes > 0) {
-        await this.flushed(Math.max(1, ms - (performance.now() - started)));
-      }
-    }
-    return { bytes: queued, sha256: hasher.digest("hex") };
-  }
-
-  /** Sends FIN; reading goes on. */
-  shutdown(): void {
-    if (!this.closed) this.socket.shutdown();
-  }
-
-  /** Sends FIN once everything queued has been accepted by the kernel. */
-  async shutdownAfterFlush(ms = DEADLINE_MS): Promise<void> {
-    await this.flushed(ms);
-    this.shutdown();
-  }
-
-  end(): void {
-    if (!this.closed) this.socket.end();
-  }
-
-  pause(): void {
-    this.socket.pause();
-  }
-
-  resume(): void {
-    this.socket.resume();
-  }
-
-  // ── Reading ──
-
-  get available(): number {
-    return this.buffered;
-  }
-
-  private take(count: number): Uint8Array {
-    const out = new Uint8Array(count);
-    let at = 0;
-    while (at < count) {
-      const head = this.chunks[0]!;
-      const used = Math.min(head.length, count - at);
-      out.set(head.subarray(0, used), at);
-      at += used;
-      if (used === head.length) this.chunks.shift();
-      else this.chunks[0] = head.subarray(used);
-    }
-    this.buffered -= count;
-    return out;
-  }
-
-  /** Exactly `count` bytes; fails if the peer ends first or the deadline passes. */
-  read(count: number, ms = DEADLINE_MS): Promise<Uint8Array> {
-    return this.until(
-      () => {
-        if (this.buffered >= count) return this.take(count);
-        if (this.eof) {
-          throw new Error(
-            `peer closed after ${this.buffered} of ${count} bytes (got ${toHex(this.take(this.buffered))})`,
-          );
-        }
-        return undefined;
-      },
-      ms,
-      `${count} bytes (have ${this.buffered})`,
-    );
-  }
-
-  /** Everything until the peer's FIN (or close). */
-  readToEnd(ms = DEADLINE_MS): Promise<Uint8Array> {
-    return this.until(
-      () => (this.eof ? this.take(this.buffered) : undefined),
-      ms,
-      `the peer to close (have ${this.buffered} bytes)`,
-    );
-  }
-
-  /** Resolves once the peer has sent FIN or the socket closed. Bytes stay queued. */
-  waitEnd(ms = DEADLINE_MS): Promise<void> {
-    return this.until(() => (this.eof ? true : undefined), ms, "the peer to close").then(
-      () => undefined,
-    );
-  }
-
-  /** Streams everything received (queued bytes first) into a digest until the peer's FIN. */
-  digestToEnd(ms = 60_000): Promise<StreamDigest> {
-    const hasher = new Bun.CryptoHasher("sha256");
-    let count = 0;
-    const absorb = (chunk: Uint8Array) => {
-      hasher.update(chunk);
-      count += chunk.length;
-    };
-    for (const chunk of this.chunks) absorb(chunk);
-    this.chunks.length = 0;
-    this.buffered = 0;
-    this.sink = absorb;
-    return this.until(
-      () => (this.eof ? { bytes: count, sha256: hasher.digest("hex") } : undefined),
-      ms,
-      `the peer to close (digested ${count} bytes)`,
-    );
-  }
-}
-
-const connHandlers = {
-  data(socket: Socket<Holder>, chunk: Uint8Array) {
-    socket.data.conn?.handleData(chunk);
-  },
-  drain(socket: Socket<Holder>) {
-    socket.data.conn?.handleDrain();
-  },
-  end(socket: Socket<Holder>) {
-    socket.data.conn?.handleEnd();
-  },
-  close(socket: Socket<Holder>, error?: Error) {
-    socket.data.conn?.handleClose(error);
-  },
-  error(socket: Socket<Holder>, error: Error) {
-    const conn = socket.data.conn;
-    if (conn && !conn.error) conn.error = error;
-  },
-};
-
-/** Open sockets of every kind, so afterAll can close what a failing test left behind. */
-const openConns = new Set<Conn>();
-
-/** Connects a raw TCP client (half-open allowed). Rejects when the connection is refused. */
-export async function connectTcp(host: string, port: number): Promise<Conn> {
-  const socket = await withDeadline(
-    Bun.connect<Holder>({
-      hostname: host,
-      port,
-      allowHalfOpen: true,
-      data: { conn: null },
-      socket: {
-        ...connHandlers,
-        open(socket) {
-          socket.data.conn = new Conn(socket);
-        },
-        connectError() {},
-      },
-    }),
-    DEADLINE_MS,
-    `a TCP connection to ${host}:${port}`,
-  );
-  const opened = socket.data.conn;
-  if (opened === null) throw new Error(`connected to ${host}:${port} but open never ran`);
-  openConns.add(opened);
-  return opened;
-}
 
 // ── Target servers ─────────────────────────────────────────────────────────────────────────────
 
@@ -364,21 +34,9 @@ const openTargets = new Set<{ close(): void }>();
 
 function listenOn(host: string, port: number, behaviour: Behaviour): Target {
   const conns: Conn[] = [];
-  const listener: TCPSocketListener<Holder> = Bun.listen<Holder>({
-    hostname: host,
-    port,
-    allowHalfOpen: true,
-    data: { conn: null },
-    socket: {
-      ...connHandlers,
-      open(socket) {
-        const conn = new Conn(socket);
-        socket.data = { conn }; // the listener's data object is shared; give each socket its own
-        conns.push(conn);
-        openConns.add(conn);
-        behaviour(conn);
-      },
-    },
+  const listener = listenTcp(host, port, (conn) => {
+    conns.push(conn);
+    behaviour(conn);
   });
   const target: Target = {
     host,
@@ -467,8 +125,8 @@ export function startBulk(totalBytes: number, seed: number, host = "127.0.0.1"):
   const results: Promise<BulkResult>[] = [];
   const target = listenOn(host, 0, (conn) => {
     const index = results.length;
-    const received = conn.digestToEnd(120_000);
-    const sent = conn.sendGenerated(totalBytes, seed + index, 120_000).then(async (digest) => {
+    const received = digestToEnd(conn, 120_000);
+    const sent = sendGenerated(conn, totalBytes, seed + index, 120_000).then(async (digest) => {
       await conn.shutdownAfterFlush(120_000);
       return digest;
     });
@@ -1017,8 +675,7 @@ export async function cleanup(): Promise<void> {
   for (const child of children) child.kill("SIGKILL");
   await Promise.allSettled([...children].map((child) => child.exited));
   children.clear();
-  for (const conn of openConns) if (!conn.closed) conn.socket.terminate();
-  openConns.clear();
+  closeOpenConns();
   await Promise.allSettled([...openProxies].map((proxy) => proxy.close(0)));
   for (const target of [...openTargets]) target.close();
 }

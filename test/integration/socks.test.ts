@@ -4,11 +4,11 @@
 
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { bytes, concat, fromHex, text, toHex } from "../support/bytes.ts";
+import type { Conn } from "../support/conn.ts";
+import { connectTcp } from "../support/sockets.ts";
 import { waitFor } from "../support/wait.ts";
 import {
-  type Conn,
   cleanup,
-  connectTcp,
   echoThrough,
   encodeAuth,
   encodeGreeting,
