@@ -4,18 +4,15 @@
 
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { SocksClient, type SocksClientOptions } from "socks";
-import { withDeadline } from "../support/wait.ts";
 import {
-  cleanup,
   onBothLoopbacks,
   refusedPort,
-  requireTool,
   startEcho,
   startHttp,
-  startTestProxy,
   type Target,
-  type TestProxy,
-} from "./helpers.ts";
+} from "../support/targets.ts";
+import { withDeadline } from "../support/wait.ts";
+import { cleanup, requireTool, startTestProxy, type TestProxy } from "./helpers.ts";
 
 afterAll(cleanup);
 

@@ -7,17 +7,14 @@ import { testSeed } from "../support/seed.ts";
 import { connectTcp } from "../support/sockets.ts";
 import { digestToEnd, sendGenerated } from "../support/streams.ts";
 import {
-  cleanup,
-  encodeAuth,
-  encodeGreeting,
-  encodeRequest,
   onBothLoopbacks,
   refusedPort,
   startAnswerAfterFin,
   startBanner,
   startBulk,
   startEcho,
-} from "./helpers.ts";
+} from "../support/targets.ts";
+import { cleanup, encodeAuth, encodeGreeting, encodeRequest } from "./helpers.ts";
 
 afterAll(cleanup);
 

@@ -8,18 +8,16 @@ import { Prng } from "../support/prng.ts";
 import { testSeed } from "../support/seed.ts";
 import { connectTcp } from "../support/sockets.ts";
 import { digestToEnd, sendGenerated } from "../support/streams.ts";
-import { waitFor } from "../support/wait.ts";
 import {
-  cleanup,
   refusedPort,
   startAnswerAfterFin,
   startBanner,
   startBulk,
   startEcho,
-  startTestProxy,
   type Target,
-  type TestProxy,
-} from "./helpers.ts";
+} from "../support/targets.ts";
+import { waitFor } from "../support/wait.ts";
+import { cleanup, startTestProxy, type TestProxy } from "./helpers.ts";
 
 afterAll(cleanup);
 

@@ -10,17 +10,19 @@ import { Prng } from "../support/prng.ts";
 import { testSeed } from "../support/seed.ts";
 import { connectTcp } from "../support/sockets.ts";
 import { digestToEnd, sendGenerated } from "../support/streams.ts";
+import {
+  startAnswerAfterFin,
+  startBanner,
+  startBulk,
+  startEcho,
+  startSilent,
+} from "../support/targets.ts";
 import { waitFor } from "../support/wait.ts";
 import {
   cleanup,
   echoThrough,
   encodeGreeting,
   socksConnect,
-  startAnswerAfterFin,
-  startBanner,
-  startBulk,
-  startEcho,
-  startSilent,
   startTestProxy,
   type TestProxy,
 } from "./helpers.ts";

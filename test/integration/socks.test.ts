@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { bytes, concat, fromHex, text, toHex } from "../support/bytes.ts";
 import type { Conn } from "../support/conn.ts";
 import { connectTcp } from "../support/sockets.ts";
+import { onBothLoopbacks, refusedPort, startEcho, type Target } from "../support/targets.ts";
 import { waitFor } from "../support/wait.ts";
 import {
   cleanup,
@@ -13,17 +14,13 @@ import {
   encodeAuth,
   encodeGreeting,
   encodeRequest,
-  onBothLoopbacks,
   REPLY,
   readReply,
-  refusedPort,
   SOCKS,
   type SocksReply,
   socksConnect,
   socksHandshake,
-  startEcho,
   startTestProxy,
-  type Target,
   type TestProxy,
 } from "./helpers.ts";
 
