@@ -9,9 +9,10 @@ import { join } from "node:path";
 import { FLAGS } from "../../src/config/cli.ts";
 import { text } from "../support/bytes.ts";
 import { connectTcp } from "../support/sockets.ts";
+import { echoThrough, socksConnect } from "../support/socks-client.ts";
 import { startEcho } from "../support/targets.ts";
 import { DeadlineError, waitFor } from "../support/wait.ts";
-import { cleanup, echoThrough, runCli, socksConnect, spawnProxy } from "./helpers.ts";
+import { cleanup, runCli, spawnProxy } from "./helpers.ts";
 
 const tempDir = mkdtempSync(join(tmpdir(), "sockpool-cli-"));
 

@@ -5,6 +5,7 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { MIB, sha256, text, toHex } from "../support/bytes.ts";
 import { testSeed } from "../support/seed.ts";
 import { connectTcp } from "../support/sockets.ts";
+import { encodeAuth, encodeGreeting, encodeRequest } from "../support/socks-client.ts";
 import { digestToEnd, sendGenerated } from "../support/streams.ts";
 import {
   onBothLoopbacks,
@@ -14,7 +15,7 @@ import {
   startBulk,
   startEcho,
 } from "../support/targets.ts";
-import { cleanup, encodeAuth, encodeGreeting, encodeRequest } from "./helpers.ts";
+import { cleanup } from "./helpers.ts";
 
 afterAll(cleanup);
 

@@ -9,6 +9,7 @@ import type { Conn } from "../support/conn.ts";
 import { Prng } from "../support/prng.ts";
 import { testSeed } from "../support/seed.ts";
 import { connectTcp } from "../support/sockets.ts";
+import { echoThrough, encodeGreeting, socksConnect } from "../support/socks-client.ts";
 import { digestToEnd, sendGenerated } from "../support/streams.ts";
 import {
   startAnswerAfterFin,
@@ -18,14 +19,7 @@ import {
   startSilent,
 } from "../support/targets.ts";
 import { waitFor } from "../support/wait.ts";
-import {
-  cleanup,
-  echoThrough,
-  encodeGreeting,
-  socksConnect,
-  startTestProxy,
-  type TestProxy,
-} from "./helpers.ts";
+import { cleanup, startTestProxy, type TestProxy } from "./helpers.ts";
 
 afterAll(cleanup);
 

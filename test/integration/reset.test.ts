@@ -3,8 +3,9 @@
 
 import { afterAll, describe, expect, test } from "bun:test";
 import { MIB } from "../support/bytes.ts";
+import { socksConnect } from "../support/socks-client.ts";
 import { waitFor } from "../support/wait.ts";
-import { cleanup, socksConnect, startTestProxy } from "./helpers.ts";
+import { cleanup, startTestProxy } from "./helpers.ts";
 
 afterAll(cleanup);
 

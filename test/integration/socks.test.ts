@@ -6,10 +6,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { bytes, concat, fromHex, text, toHex } from "../support/bytes.ts";
 import type { Conn } from "../support/conn.ts";
 import { connectTcp } from "../support/sockets.ts";
-import { onBothLoopbacks, refusedPort, startEcho, type Target } from "../support/targets.ts";
-import { waitFor } from "../support/wait.ts";
 import {
-  cleanup,
   echoThrough,
   encodeAuth,
   encodeGreeting,
@@ -20,9 +17,10 @@ import {
   type SocksReply,
   socksConnect,
   socksHandshake,
-  startTestProxy,
-  type TestProxy,
-} from "./helpers.ts";
+} from "../support/socks-client.ts";
+import { onBothLoopbacks, refusedPort, startEcho, type Target } from "../support/targets.ts";
+import { waitFor } from "../support/wait.ts";
+import { cleanup, startTestProxy, type TestProxy } from "./helpers.ts";
 
 afterAll(cleanup);
 
