@@ -4,6 +4,9 @@
 
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { SocksClient, type SocksClientOptions } from "socks";
+import { cleanup } from "../support/cleanup.ts";
+import { startTestProxy, type TestProxy } from "../support/proxy.ts";
+import { requireTool } from "../support/spawn.ts";
 import {
   onBothLoopbacks,
   refusedPort,
@@ -12,7 +15,6 @@ import {
   type Target,
 } from "../support/targets.ts";
 import { withDeadline } from "../support/wait.ts";
-import { cleanup, requireTool, startTestProxy, type TestProxy } from "./helpers.ts";
 
 afterAll(cleanup);
 

@@ -3,6 +3,7 @@
 
 import { afterAll, describe, expect, test } from "bun:test";
 import { MIB, sha256, text, toHex } from "../support/bytes.ts";
+import { cleanup } from "../support/cleanup.ts";
 import { testSeed } from "../support/seed.ts";
 import { connectTcp } from "../support/sockets.ts";
 import { encodeAuth, encodeGreeting, encodeRequest } from "../support/socks-client.ts";
@@ -15,7 +16,6 @@ import {
   startBulk,
   startEcho,
 } from "../support/targets.ts";
-import { cleanup } from "./helpers.ts";
 
 afterAll(cleanup);
 

@@ -4,7 +4,9 @@
 
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { MIB, sha256, text } from "../support/bytes.ts";
+import { cleanup } from "../support/cleanup.ts";
 import { Prng } from "../support/prng.ts";
+import { startTestProxy, type TestProxy } from "../support/proxy.ts";
 import { testSeed } from "../support/seed.ts";
 import { connectTcp } from "../support/sockets.ts";
 import { digestToEnd, sendGenerated } from "../support/streams.ts";
@@ -17,7 +19,6 @@ import {
   type Target,
 } from "../support/targets.ts";
 import { waitFor } from "../support/wait.ts";
-import { cleanup, startTestProxy, type TestProxy } from "./helpers.ts";
 
 afterAll(cleanup);
 

@@ -5,8 +5,10 @@
 
 import { afterAll, describe, expect, test } from "bun:test";
 import { bytes, MIB, sha256, text } from "../support/bytes.ts";
+import { cleanup } from "../support/cleanup.ts";
 import type { Conn } from "../support/conn.ts";
 import { Prng } from "../support/prng.ts";
+import { startTestProxy, type TestProxy } from "../support/proxy.ts";
 import { testSeed } from "../support/seed.ts";
 import { connectTcp } from "../support/sockets.ts";
 import { echoThrough, encodeGreeting, socksConnect } from "../support/socks-client.ts";
@@ -19,7 +21,6 @@ import {
   startSilent,
 } from "../support/targets.ts";
 import { waitFor } from "../support/wait.ts";
-import { cleanup, startTestProxy, type TestProxy } from "./helpers.ts";
 
 afterAll(cleanup);
 

@@ -3,9 +3,10 @@
 
 import { afterAll, describe, expect, test } from "bun:test";
 import { MIB } from "../support/bytes.ts";
+import { cleanup } from "../support/cleanup.ts";
+import { startTestProxy } from "../support/proxy.ts";
 import { socksConnect } from "../support/socks-client.ts";
 import { waitFor } from "../support/wait.ts";
-import { cleanup, startTestProxy } from "./helpers.ts";
 
 afterAll(cleanup);
 

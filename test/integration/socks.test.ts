@@ -4,7 +4,9 @@
 
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { bytes, concat, fromHex, text, toHex } from "../support/bytes.ts";
+import { cleanup } from "../support/cleanup.ts";
 import type { Conn } from "../support/conn.ts";
+import { startTestProxy, type TestProxy } from "../support/proxy.ts";
 import { connectTcp } from "../support/sockets.ts";
 import {
   echoThrough,
@@ -20,7 +22,6 @@ import {
 } from "../support/socks-client.ts";
 import { onBothLoopbacks, refusedPort, startEcho, type Target } from "../support/targets.ts";
 import { waitFor } from "../support/wait.ts";
-import { cleanup, startTestProxy, type TestProxy } from "./helpers.ts";
 
 afterAll(cleanup);
 

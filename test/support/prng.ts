@@ -1,5 +1,4 @@
-// The one seeded PRNG for every randomised test (mulberry32), reproducible from a 32-bit seed.
-// Not a source of seeds (seed.ts picks and prints them) and not for anything cryptographic.
+// The one seeded PRNG (mulberry32) for every randomised test. Not a seed source (seed.ts), not cryptographic.
 
 /**
  * mulberry32: small, fast, any 32-bit seed works (0 included), and the same sequence on every

@@ -1,5 +1,4 @@
-// Runs a Bun script in a child process and collects what it printed, so a crash (even a segfault)
-// fails one test instead of the whole run.
+// Child processes for tests: runBun runs a script and collects its output (a crash fails one test), requireTool finds a tool on PATH. Not the proxy (proxy-process.ts).
 
 export interface Finished {
   code: number;
@@ -23,4 +22,16 @@ export async function runBun(
     child.exited,
   ]);
   return { code, stdout, stderr };
+}
+
+/** A tool on PATH, or a failure that says how to install it (CI installs all of them). */
+export function requireTool(name: string): string {
+  const path = Bun.which(name);
+  if (path === null) {
+    throw new Error(
+      `${name} not found on PATH: the integration tests need it. Install it with ` +
+        `".ci/setup.sh --test-tools" (curl, proxychains4, iperf3) or your package manager.`,
+    );
+  }
+  return path;
 }
