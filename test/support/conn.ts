@@ -80,12 +80,8 @@ export class Conn {
     // Idempotent: pause()/resume() fire spurious drains.
     while (this.outbox.length > 0) {
       const head = this.outbox[0]!;
-      const accepted = this.socket.write(head);
-      if (accepted < 0) {
-        this.handleClose(new Error("write on a closed socket"));
-        return;
-      }
-      this.sentBytes += accepted;
+      const accepted = this.writeNow(head);
+      if (accepted === null) return;
       this.outboxBytes -= accepted;
       if (accepted < head.length) {
         this.outbox[0] = head.subarray(accepted);
@@ -94,6 +90,17 @@ export class Conn {
       this.outbox.shift();
     }
     this.notify();
+  }
+
+  /** Writes what the kernel takes now and counts it; null (the Conn closes) on a closed socket. */
+  private writeNow(data: Uint8Array): number | null {
+    const accepted = this.socket.write(data);
+    if (accepted < 0) {
+      this.handleClose(new Error("write on a closed socket"));
+      return null;
+    }
+    this.sentBytes += accepted;
+    return accepted;
   }
 
   private notify(): void {
@@ -135,13 +142,8 @@ export class Conn {
   send(data: Uint8Array): void {
     if (this.closed) return;
     if (this.outbox.length === 0) {
-      const accepted = this.socket.write(data);
-      if (accepted < 0) {
-        this.handleClose(new Error("write on a closed socket"));
-        return;
-      }
-      this.sentBytes += accepted;
-      if (accepted === data.length) return;
+      const accepted = this.writeNow(data);
+      if (accepted === null || accepted === data.length) return;
       data = data.subarray(accepted);
     }
     this.outbox.push(data);

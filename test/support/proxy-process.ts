@@ -1,6 +1,7 @@
 // The real program as a child process: spawnProxy (until "ready") and runCli (to exit). Not the in-process proxy (proxy.ts).
 
 import type { LogRecord } from "./proxy.ts";
+import { collect, type Finished } from "./spawn.ts";
 import { withDeadline } from "./wait.ts";
 
 export const REPO_ROOT = new URL("../../", import.meta.url).pathname;
@@ -50,18 +51,24 @@ async function pumpLines(stream: ReadableStream<Uint8Array>, onLine: (line: stri
   if (pending !== "") onLine(pending);
 }
 
-/**
- * Starts `bun src/main.ts --log-format json ...args` and resolves when it logs `ready`, with the
- * addresses from its `listening` lines. Fails with its stderr when it exits first.
- */
-export async function spawnProxy(args: string[], readyMs = 20_000): Promise<SpawnedProxy> {
-  const child = Bun.spawn([process.execPath, "src/main.ts", "--log-format", "json", ...args], {
+/** Starts `bun src/main.ts ...args` from the repository root, piped and tracked for cleanup. */
+function spawnMain(args: string[]) {
+  const child = Bun.spawn([process.execPath, "src/main.ts", ...args], {
     cwd: REPO_ROOT,
     stdin: "ignore",
     stdout: "pipe",
     stderr: "pipe",
   });
   children.add(child);
+  return child;
+}
+
+/**
+ * Starts `bun src/main.ts --log-format json ...args` and resolves when it logs `ready`, with the
+ * addresses from its `listening` lines. Fails with its stderr when it exits first.
+ */
+export async function spawnProxy(args: string[], readyMs = 20_000): Promise<SpawnedProxy> {
+  const child = spawnMain(["--log-format", "json", ...args]);
   void child.exited.then(() => children.delete(child));
   const logs: LogRecord[] = [];
   const stderrLines: string[] = [];
@@ -128,28 +135,10 @@ export async function spawnProxy(args: string[], readyMs = 20_000): Promise<Spaw
 }
 
 /** Runs `bun src/main.ts ...args` to completion (for --help and bad flags). */
-export async function runCli(
-  args: string[],
-  ms = 20_000,
-): Promise<{ code: number; stdout: string; stderr: string }> {
-  const child = Bun.spawn([process.execPath, "src/main.ts", ...args], {
-    cwd: REPO_ROOT,
-    stdin: "ignore",
-    stdout: "pipe",
-    stderr: "pipe",
-  });
-  children.add(child);
+export async function runCli(args: string[], ms = 20_000): Promise<Finished> {
+  const child = spawnMain(args);
   try {
-    const [stdout, stderr, code] = await withDeadline(
-      Promise.all([
-        new Response(child.stdout).text(),
-        new Response(child.stderr).text(),
-        child.exited,
-      ]),
-      ms,
-      `sockpool ${args.join(" ")} to exit`,
-    );
-    return { code, stdout, stderr };
+    return await withDeadline(collect(child), ms, `sockpool ${args.join(" ")} to exit`);
   } finally {
     if (child.exitCode === null) child.kill("SIGKILL");
     children.delete(child);

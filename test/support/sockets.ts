@@ -23,22 +23,25 @@ const connHandlers = {
   },
 };
 
+/** Bun's options for either side: half-open allowed, each socket's Conn made by `open`. */
+function socketOptions(host: string, port: number, open: (socket: Socket<Holder>) => void) {
+  return {
+    hostname: host,
+    port,
+    allowHalfOpen: true,
+    data: { conn: null },
+    socket: { ...connHandlers, open, connectError() {} },
+  };
+}
+
 /** Connects a raw TCP client (half-open allowed). Rejects when the connection is refused. */
 export async function connectTcp(host: string, port: number): Promise<Conn> {
   const socket = await withDeadline(
-    Bun.connect<Holder>({
-      hostname: host,
-      port,
-      allowHalfOpen: true,
-      data: { conn: null },
-      socket: {
-        ...connHandlers,
-        open(socket) {
-          socket.data.conn = new Conn(socket);
-        },
-        connectError() {},
-      },
-    }),
+    Bun.connect<Holder>(
+      socketOptions(host, port, (socket) => {
+        socket.data.conn = new Conn(socket);
+      }),
+    ),
     DEADLINE_MS,
     `a TCP connection to ${host}:${port}`,
   );
@@ -54,19 +57,12 @@ export function listenTcp(
   port: number,
   onConn: (conn: Conn) => void,
 ): TCPSocketListener<Holder> {
-  return Bun.listen<Holder>({
-    hostname: host,
-    port,
-    allowHalfOpen: true,
-    data: { conn: null },
-    socket: {
-      ...connHandlers,
-      open(socket) {
-        const conn = new Conn(socket);
-        socket.data = { conn }; // the listener's data object is shared; give each socket its own
-        openConns.add(conn);
-        onConn(conn);
-      },
-    },
-  });
+  return Bun.listen<Holder>(
+    socketOptions(host, port, (socket) => {
+      const conn = new Conn(socket);
+      socket.data = { conn }; // the listener's data object is shared; give each socket its own
+      openConns.add(conn);
+      onConn(conn);
+    }),
+  );
 }

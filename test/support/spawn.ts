@@ -1,4 +1,4 @@
-// Child processes for tests: runBun runs a script and collects its output (a crash fails one test), requireTool finds a tool on PATH. Not the proxy (proxy-process.ts).
+// Child processes for tests: run a Bun script, collect a child's output, find a tool on PATH. Not the proxy (proxy-process.ts).
 
 export interface Finished {
   code: number;
@@ -6,6 +6,7 @@ export interface Finished {
   stderr: string;
 }
 
+/** Runs `bun script ...args` to completion, so a crash (even a segfault) fails one test. */
 export async function runBun(
   script: URL,
   args: string[] = [],
@@ -16,6 +17,15 @@ export async function runBun(
     stdout: "pipe",
     stderr: "pipe",
   });
+  return await collect(child);
+}
+
+/** Waits for a piped child to exit and returns its exit code and everything it printed. */
+export async function collect(child: {
+  stdout: ReadableStream<Uint8Array>;
+  stderr: ReadableStream<Uint8Array>;
+  exited: Promise<number>;
+}): Promise<Finished> {
   const [stdout, stderr, code] = await Promise.all([
     new Response(child.stdout).text(),
     new Response(child.stderr).text(),
