@@ -7,18 +7,13 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { FLAGS } from "../../src/config/cli.ts";
-import {
-  cleanup,
-  connectTcp,
-  DeadlineError,
-  echoThrough,
-  runCli,
-  socksConnect,
-  spawnProxy,
-  startEcho,
-  text,
-  waitFor,
-} from "./helpers.ts";
+import { text } from "../support/bytes.ts";
+import { cleanup } from "../support/cleanup.ts";
+import { runCli, spawnProxy } from "../support/proxy-process.ts";
+import { connectTcp } from "../support/sockets.ts";
+import { echoThrough, socksConnect } from "../support/socks-client.ts";
+import { startEcho } from "../support/targets.ts";
+import { DeadlineError, waitFor } from "../support/wait.ts";
 
 const tempDir = mkdtempSync(join(tmpdir(), "sockpool-cli-"));
 

@@ -4,18 +4,17 @@
 
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { SocksClient, type SocksClientOptions } from "socks";
+import { cleanup } from "../support/cleanup.ts";
+import { startTestProxy, type TestProxy } from "../support/proxy.ts";
+import { collect, requireTool } from "../support/spawn.ts";
 import {
-  cleanup,
   onBothLoopbacks,
   refusedPort,
-  requireTool,
   startEcho,
   startHttp,
-  startTestProxy,
   type Target,
-  type TestProxy,
-  withDeadline,
-} from "./helpers.ts";
+} from "../support/targets.ts";
+import { withDeadline } from "../support/wait.ts";
 
 afterAll(cleanup);
 
@@ -55,16 +54,7 @@ async function curl(args: string[]): Promise<{ code: number; stdout: string; std
       stdin: "ignore",
     },
   );
-  const [stdout, stderr, code] = await withDeadline(
-    Promise.all([
-      new Response(child.stdout).text(),
-      new Response(child.stderr).text(),
-      child.exited,
-    ]),
-    15_000,
-    `curl ${args.join(" ")}`,
-  );
-  return { code, stdout, stderr };
+  return await withDeadline(collect(child), 15_000, `curl ${args.join(" ")}`);
 }
 
 describe("curl", () => {

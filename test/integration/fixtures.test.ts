@@ -2,24 +2,20 @@
 // targets and the raw client can be trusted. Not a test of sockpool.
 
 import { afterAll, describe, expect, test } from "bun:test";
+import { MIB, sha256, text, toHex } from "../support/bytes.ts";
+import { cleanup } from "../support/cleanup.ts";
+import { testSeed } from "../support/seed.ts";
+import { connectTcp } from "../support/sockets.ts";
+import { encodeAuth, encodeGreeting, encodeRequest } from "../support/socks-client.ts";
+import { digestToEnd, sendGenerated } from "../support/streams.ts";
 import {
-  cleanup,
-  connectTcp,
-  encodeAuth,
-  encodeGreeting,
-  encodeRequest,
-  MIB,
   onBothLoopbacks,
   refusedPort,
-  sha256,
   startAnswerAfterFin,
   startBanner,
   startBulk,
   startEcho,
-  testSeed,
-  text,
-  toHex,
-} from "./helpers.ts";
+} from "../support/targets.ts";
 
 afterAll(cleanup);
 
@@ -72,8 +68,8 @@ describe("targets, reached directly", () => {
     const seed = testSeed("fixtures bulk");
     const target = startBulk(8 * MIB, seed);
     const conn = await connectTcp("127.0.0.1", target.port);
-    const received = conn.digestToEnd();
-    const sent = await conn.sendGenerated(8 * MIB, seed ^ 0x5555);
+    const received = digestToEnd(conn);
+    const sent = await sendGenerated(conn, 8 * MIB, seed ^ 0x5555);
     await conn.shutdownAfterFlush();
     const result = await target.results[0]!;
     expect(result.received).toEqual(sent);

@@ -3,24 +3,22 @@
 // Not SOCKS5 (socks.test.ts).
 
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { MIB, sha256, text } from "../support/bytes.ts";
+import { cleanup } from "../support/cleanup.ts";
+import { Prng } from "../support/prng.ts";
+import { startTestProxy, type TestProxy } from "../support/proxy.ts";
+import { testSeed } from "../support/seed.ts";
+import { connectTcp } from "../support/sockets.ts";
+import { digestToEnd, sendGenerated } from "../support/streams.ts";
 import {
-  cleanup,
-  connectTcp,
-  MIB,
-  Prng,
   refusedPort,
-  sha256,
   startAnswerAfterFin,
   startBanner,
   startBulk,
   startEcho,
-  startTestProxy,
   type Target,
-  type TestProxy,
-  testSeed,
-  text,
-  waitFor,
-} from "./helpers.ts";
+} from "../support/targets.ts";
+import { waitFor } from "../support/wait.ts";
 
 afterAll(cleanup);
 
@@ -141,8 +139,8 @@ describe("forward bulk, alongside SOCKS5", () => {
     try {
       expect(handle.socksPort).toBeGreaterThan(0); // both kinds of listener at once
       const conn = await connectTcp("127.0.0.1", handle.forwardPorts[0]!);
-      const receiving = conn.digestToEnd();
-      const sent = await conn.sendGenerated(totalBytes, seed + 1);
+      const receiving = digestToEnd(conn);
+      const sent = await sendGenerated(conn, totalBytes, seed + 1);
       await conn.shutdownAfterFlush();
       const received = await receiving;
       const result = await target.results[0]!;

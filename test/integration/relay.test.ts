@@ -4,28 +4,23 @@
 // Not handshake details (socks.test.ts) and not the CLI (cli.test.ts).
 
 import { afterAll, describe, expect, test } from "bun:test";
+import { bytes, MIB, sha256, text } from "../support/bytes.ts";
+import { cleanup } from "../support/cleanup.ts";
+import type { Conn } from "../support/conn.ts";
+import { Prng } from "../support/prng.ts";
+import { startTestProxy, type TestProxy } from "../support/proxy.ts";
+import { testSeed } from "../support/seed.ts";
+import { connectTcp } from "../support/sockets.ts";
+import { echoThrough, encodeGreeting, socksConnect } from "../support/socks-client.ts";
+import { digestToEnd, sendGenerated } from "../support/streams.ts";
 import {
-  bytes,
-  type Conn,
-  cleanup,
-  connectTcp,
-  echoThrough,
-  encodeGreeting,
-  MIB,
-  Prng,
-  sha256,
-  socksConnect,
   startAnswerAfterFin,
   startBanner,
   startBulk,
   startEcho,
   startSilent,
-  startTestProxy,
-  type TestProxy,
-  testSeed,
-  text,
-  waitFor,
-} from "./helpers.ts";
+} from "../support/targets.ts";
+import { waitFor } from "../support/wait.ts";
 
 afterAll(cleanup);
 
@@ -128,9 +123,9 @@ describe.each(STRATEGIES)("relay through SOCKS5, pool strategy %s", (strategy) =
     const target = startBulk(2 * MIB, seed); // sends 2 MiB then FIN, digests until our FIN
     try {
       const { conn } = await socksConnect(handle.socksPort, "127.0.0.1", target.port);
-      const received = await conn.digestToEnd(); // the target's FIN arrived: EOF for us
+      const received = await digestToEnd(conn); // the target's FIN arrived: EOF for us
       // Our direction is still open: send after the peer's FIN.
-      const sent = await conn.sendGenerated(3 * MIB, seed + 99);
+      const sent = await sendGenerated(conn, 3 * MIB, seed + 99);
       await conn.shutdownAfterFlush();
       const result = await target.results[0]!;
       expect(received).toEqual(result.sent);
@@ -154,8 +149,8 @@ describe.each(STRATEGIES)("relay through SOCKS5, pool strategy %s", (strategy) =
     try {
       const started = performance.now();
       const { conn } = await socksConnect(handle.socksPort, "127.0.0.1", target.port);
-      const receiving = conn.digestToEnd(60_000);
-      const sent = await conn.sendGenerated(totalBytes, seed ^ 0x7777_7777, 60_000);
+      const receiving = digestToEnd(conn, 60_000);
+      const sent = await sendGenerated(conn, totalBytes, seed ^ 0x7777_7777, 60_000);
       await conn.shutdownAfterFlush(60_000);
       const received = await receiving;
       const result = await target.results[0]!;
@@ -260,7 +255,7 @@ describe.each(STRATEGIES)("relay through SOCKS5, pool strategy %s", (strategy) =
       expect(stalled.pool.exhausted).toBe(0); // 64 slots are plenty for one connection
 
       conn.resume();
-      const received = await conn.digestToEnd(60_000);
+      const received = await digestToEnd(conn, 60_000);
       await conn.shutdownAfterFlush();
       const result = await target.results[0]!;
       expect(received).toEqual(result.sent);
@@ -320,7 +315,7 @@ describe.each(STRATEGIES)("relay through SOCKS5, pool strategy %s", (strategy) =
       for (const conn of conns) conn.resume();
       const received = await Promise.all(
         conns.map(async (conn) => {
-          const digest = await conn.digestToEnd(60_000);
+          const digest = await digestToEnd(conn, 60_000);
           await conn.shutdownAfterFlush();
           return digest;
         }),

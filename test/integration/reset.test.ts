@@ -2,7 +2,11 @@
 // returns every pool slot. Bun reports a reset only as close's error argument, not as an error event.
 
 import { afterAll, describe, expect, test } from "bun:test";
-import { cleanup, MIB, socksConnect, startTestProxy, waitFor } from "./helpers.ts";
+import { MIB } from "../support/bytes.ts";
+import { cleanup } from "../support/cleanup.ts";
+import { startTestProxy } from "../support/proxy.ts";
+import { socksConnect } from "../support/socks-client.ts";
+import { waitFor } from "../support/wait.ts";
 
 afterAll(cleanup);
 

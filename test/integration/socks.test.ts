@@ -3,33 +3,25 @@
 // deadline. Not the relay's throughput or backpressure (relay.test.ts).
 
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { bytes, concat, fromHex, text, toHex } from "../support/bytes.ts";
+import { cleanup } from "../support/cleanup.ts";
+import type { Conn } from "../support/conn.ts";
+import { startTestProxy, type TestProxy } from "../support/proxy.ts";
+import { connectTcp } from "../support/sockets.ts";
 import {
-  bytes,
-  type Conn,
-  cleanup,
-  concat,
-  connectTcp,
   echoThrough,
   encodeAuth,
   encodeGreeting,
   encodeRequest,
-  fromHex,
-  onBothLoopbacks,
   REPLY,
   readReply,
-  refusedPort,
   SOCKS,
   type SocksReply,
   socksConnect,
   socksHandshake,
-  startEcho,
-  startTestProxy,
-  type Target,
-  type TestProxy,
-  text,
-  toHex,
-  waitFor,
-} from "./helpers.ts";
+} from "../support/socks-client.ts";
+import { onBothLoopbacks, refusedPort, startEcho, type Target } from "../support/targets.ts";
+import { waitFor } from "../support/wait.ts";
 
 afterAll(cleanup);
 

@@ -2,6 +2,7 @@
 // random batches and checks ownership against an oracle of owner flags in shared memory.
 
 import { attachPool, EXHAUSTED, type PoolMemory } from "../../src/pool/index.ts";
+import { Prng } from "../support/prng.ts";
 
 export interface StressJob {
   memory: PoolMemory;
@@ -22,21 +23,11 @@ export interface StressReport {
 
 declare const self: Worker;
 
-/** xorshift32: small, seedable, and the same on every run for a given seed. */
-function random(state: Uint32Array): number {
-  let x = state[0]!;
-  x ^= x << 13;
-  x ^= x >>> 17;
-  x ^= x << 5;
-  state[0] = x;
-  return x >>> 0;
-}
-
 function run(job: StressJob): StressReport {
   const pool = attachPool(job.memory);
   const oracle = new Int32Array(job.oracle);
   const base = job.memory.strategy === "alloc" ? job.worker * job.memory.slots : 0;
-  const rng = new Uint32Array([job.seed || 1]);
+  const random = new Prng(job.seed);
   const held = new Uint32Array(16);
   const batch = new Uint32Array(16);
   const marker = (job.worker + 1) & 0xff;
@@ -50,9 +41,9 @@ function run(job: StressJob): StressReport {
 
   while (pairs < job.pairs) {
     // 1. Acquire a random batch of 1..16, one by one or in one acquireMany.
-    const want = 1 + (random(rng) % 16);
+    const want = 1 + random.int(16);
     let count = 0;
-    if (random(rng) & 1) {
+    if (random.int(2) === 1) {
       count = pool.acquireMany(batch, want);
       held.set(batch.subarray(0, count));
     } else {
@@ -75,7 +66,7 @@ function run(job: StressJob): StressReport {
     }
     // 3. Release in random order, checking the stamp survived (no one else wrote our slot) and the flag.
     for (let i = count - 1; i > 0; i--) {
-      const j = random(rng) % (i + 1);
+      const j = random.int(i + 1);
       const tmp = held[i]!;
       held[i] = held[j]!;
       held[j] = tmp;
@@ -90,7 +81,7 @@ function run(job: StressJob): StressReport {
       if (previous !== 1)
         violation(`worker ${job.worker} released slot ${slot} whose owner flag was ${previous}`);
     }
-    if (random(rng) & 1) {
+    if (random.int(2) === 1) {
       pool.releaseMany(held, count);
     } else {
       for (let i = 0; i < count; i++) pool.release(held[i]!);

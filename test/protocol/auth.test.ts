@@ -7,7 +7,8 @@ import {
   encodeAuthRequest,
 } from "../../src/protocol/auth.ts";
 import { AuthStatus } from "../../src/protocol/constants.ts";
-import { expectError, expectFraming, expectMessage, fromHex, toHex } from "./helpers.ts";
+import { fromHex, toHex } from "../support/bytes.ts";
+import { expectError, expectFraming, expectMessage } from "./helpers.ts";
 
 const bytes = (text: string) => new TextEncoder().encode(text);
 

@@ -18,7 +18,8 @@ import {
   encodeRequest,
   type SocksRequest,
 } from "../../src/protocol/request.ts";
-import { prng, testSeed } from "./helpers.ts";
+import { Prng } from "../support/prng.ts";
+import { testSeed } from "../support/seed.ts";
 
 const ROUNDS = 20_000;
 const KNOWN_CODES = new Set([
@@ -38,35 +39,31 @@ interface Codec {
   bytesMax: number;
   /** Valid values for the header bytes, so random input gets past them often enough. */
   header: number[][];
-  sample: (random: () => number) => Uint8Array;
+  sample: (random: Prng) => Uint8Array;
 }
 
-const randomBytes = (random: () => number, length: number) =>
-  Uint8Array.from({ length }, () => Math.floor(random() * 256));
-const randomInt = (random: () => number, below: number) => Math.floor(random() * below);
+// One draw per byte (not Prng.fill), so a printed seed replays the same inputs.
+const randomBytes = (random: Prng, length: number) =>
+  Uint8Array.from({ length }, () => random.int(256));
 
-function randomRequest(random: () => number): SocksRequest {
-  const kind = randomInt(random, 3);
-  const command = (1 + randomInt(random, 3)) as SocksRequest["command"];
-  const port = randomInt(random, 0x10000);
+function randomRequest(random: Prng): SocksRequest {
+  const kind = random.int(3);
+  const command = (1 + random.int(3)) as SocksRequest["command"];
+  const port = random.int(0x10000);
   if (kind === 0) {
     const host = Array.from(randomBytes(random, 4)).join(".");
     return { command, address: { type: "ipv4", host }, port };
   }
   if (kind === 1) {
-    const groups = Array.from({ length: 8 }, () =>
-      random() < 0.5 ? 0 : randomInt(random, 0x10000),
-    );
+    const groups = Array.from({ length: 8 }, () => (random.next() < 0.5 ? 0 : random.int(0x10000)));
     return {
       command,
       address: { type: "ipv6", host: groups.map((g) => g.toString(16)).join(":") },
       port,
     };
   }
-  const length = 1 + randomInt(random, 255);
-  const host = Array.from({ length }, () => String.fromCharCode(0x21 + randomInt(random, 94))).join(
-    "",
-  );
+  const length = 1 + random.int(255);
+  const host = Array.from({ length }, () => String.fromCharCode(0x21 + random.int(94))).join("");
   return { command, address: { type: "domain", host }, port };
 }
 
@@ -76,7 +73,7 @@ const codecs: Codec[] = [
     decode: decodeGreeting,
     header: [[0x05]],
     bytesMax: GREETING_BYTES_MAX,
-    sample: (random) => encodeGreeting(Array.from(randomBytes(random, 1 + randomInt(random, 255)))),
+    sample: (random) => encodeGreeting(Array.from(randomBytes(random, 1 + random.int(255)))),
   },
   {
     name: "decodeAuthRequest",
@@ -85,8 +82,8 @@ const codecs: Codec[] = [
     bytesMax: AUTH_REQUEST_BYTES_MAX,
     sample: (random) =>
       encodeAuthRequest(
-        randomBytes(random, 1 + randomInt(random, 255)),
-        randomBytes(random, randomInt(random, 256)),
+        randomBytes(random, 1 + random.int(255)),
+        randomBytes(random, random.int(256)),
       ),
   },
   {
@@ -103,7 +100,7 @@ const codecs: Codec[] = [
     bytesMax: REPLY_BYTES_MAX,
     sample: (random) => {
       const { address, port } = randomRequest(random);
-      return encodeReply(randomInt(random, 9), { host: address.host, port });
+      return encodeReply(random.int(9), { host: address.host, port });
     },
   },
 ];
@@ -137,15 +134,15 @@ function checkResult(codec: Codec, input: Uint8Array, result: Decoded<unknown>):
 
 describe.each(codecs)("$name on hostile input", (codec) => {
   test("random bytes: never throws, always one of the three results", () => {
-    const random = prng(testSeed(`${codec.name} random bytes`));
+    const random = new Prng(testSeed(`${codec.name} random bytes`));
     const kinds = { message: 0, "need-more": 0, error: 0 };
     const errorCodes = new Set<string>();
     for (let round = 0; round < ROUNDS; round++) {
-      const input = randomBytes(random, randomInt(random, 600));
+      const input = randomBytes(random, random.int(600));
       // Half the time make each header byte valid, so the fuzzing reaches the later fields.
       for (let at = 0; at < Math.min(codec.header.length, input.length); at++) {
         const valid = codec.header[at];
-        if (random() < 0.5) input[at] = valid[randomInt(random, valid.length)];
+        if (random.next() < 0.5) input[at] = valid[random.int(valid.length)];
       }
       const result = codec.decode(input);
       kinds[result.kind]++;
@@ -160,17 +157,17 @@ describe.each(codecs)("$name on hostile input", (codec) => {
   });
 
   test("corrupted and truncated valid messages: never throws, stays bounded", () => {
-    const random = prng(testSeed(`${codec.name} corruption`));
+    const random = new Prng(testSeed(`${codec.name} corruption`));
     for (let round = 0; round < ROUNDS / 4; round++) {
       const valid = codec.sample(random);
       const whole = codec.decode(valid);
       expect(whole.kind).toBe("message");
       if (whole.kind === "message") expect(whole.bytes).toBe(valid.length);
 
-      const input = valid.slice(0, randomInt(random, valid.length + 1));
-      const flips = randomInt(random, 3);
+      const input = valid.slice(0, random.int(valid.length + 1));
+      const flips = random.int(3);
       for (let flip = 0; flip < flips && input.length > 0; flip++) {
-        input[randomInt(random, input.length)] = randomInt(random, 256);
+        input[random.int(input.length)] = random.int(256);
       }
       checkResult(codec, input, codec.decode(input));
     }
@@ -179,7 +176,7 @@ describe.each(codecs)("$name on hostile input", (codec) => {
 
 describe("round trips over random valid messages", () => {
   test("decodeRequest(encodeRequest(r)) re-encodes to the same bytes", () => {
-    const random = prng(testSeed("request round trip"));
+    const random = new Prng(testSeed("request round trip"));
     for (let round = 0; round < ROUNDS / 4; round++) {
       const wire = encodeRequest(randomRequest(random));
       const result = decodeRequest(wire);
@@ -189,12 +186,12 @@ describe("round trips over random valid messages", () => {
   });
 
   test("auth requests round-trip byte for byte", () => {
-    const random = prng(testSeed("auth round trip"));
+    const random = new Prng(testSeed("auth round trip"));
     for (let round = 0; round < ROUNDS / 4; round++) {
-      const username = Array.from({ length: 1 + randomInt(random, 60) }, () =>
-        String.fromCharCode(0x20 + randomInt(random, 0x7e0)),
+      const username = Array.from({ length: 1 + random.int(60) }, () =>
+        String.fromCharCode(0x20 + random.int(0x7e0)),
       ).join("");
-      const password = randomBytes(random, randomInt(random, 256));
+      const password = randomBytes(random, random.int(256));
       const wire = encodeAuthRequest(username, password);
       const result = decodeAuthRequest(wire);
       if (result.kind !== "message") throw new Error(`decode failed: ${JSON.stringify(result)}`);

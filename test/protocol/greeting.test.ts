@@ -7,7 +7,8 @@ import {
   encodeGreeting,
   encodeMethodSelection,
 } from "../../src/protocol/greeting.ts";
-import { expectError, expectFraming, expectMessage, fromHex, toHex } from "./helpers.ts";
+import { fromHex, toHex } from "../support/bytes.ts";
+import { expectError, expectFraming, expectMessage } from "./helpers.ts";
 
 describe("decodeGreeting", () => {
   test.each([

@@ -1,12 +1,9 @@
-// Shared helpers for the codec tests: hex vectors, split-at-every-boundary checks, a seeded PRNG.
+// Codec-test assertions: unwrap a decode result, check framing at every split. Not byte helpers.
 
 import { expect } from "bun:test";
 import type { Decoded, ProtocolErrorCode } from "../../src/protocol/errors.ts";
 
-import { concat, fromHex, toHex } from "../support/bytes.ts";
-import { testSeed } from "../support/seed.ts";
-
-export { concat, fromHex, testSeed, toHex };
+import { concat, fromHex } from "../support/bytes.ts";
 
 /** Unwraps a result that must be a message. */
 export function expectMessage<T>(result: Decoded<T>): { message: T; bytes: number } {
@@ -55,16 +52,4 @@ export function expectFraming<T>(
   const pipelined = expectMessage(decode(concat(wire, trailing)));
   expect(pipelined.bytes).toBe(wire.length);
   expect(pipelined.message).toEqual(expected);
-}
-
-/** mulberry32: small, fast, and reproducible from a 32-bit seed. */
-export function prng(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }

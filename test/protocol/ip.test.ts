@@ -1,6 +1,8 @@
 import { describe, expect, test } from "bun:test";
 import { formatIPv4, formatIPv6, parseIPv4, parseIPv6 } from "../../src/protocol/ip.ts";
-import { fromHex, prng, testSeed, toHex } from "./helpers.ts";
+import { fromHex, toHex } from "../support/bytes.ts";
+import { Prng } from "../support/prng.ts";
+import { testSeed } from "../support/seed.ts";
 
 describe("IPv4", () => {
   test.each([
@@ -115,13 +117,13 @@ describe("IPv6", () => {
   });
 
   test("random addresses: parse(format(bytes)) === bytes, and the text is canonical", () => {
-    const random = prng(testSeed("ip.test random IPv6"));
+    const random = new Prng(testSeed("ip.test random IPv6"));
     for (let round = 0; round < 5000; round++) {
       const bytes = new Uint8Array(16);
       // Mostly-zero groups, so zero runs of every length and position come up.
       for (let group = 0; group < 8; group++) {
-        if (random() < 0.5) continue;
-        const value = random() < 0.3 ? 0xffff : Math.floor(random() * 0x10000);
+        if (random.next() < 0.5) continue;
+        const value = random.next() < 0.3 ? 0xffff : random.int(0x10000);
         bytes[group * 2] = value >> 8;
         bytes[group * 2 + 1] = value & 0xff;
       }

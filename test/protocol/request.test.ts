@@ -8,7 +8,8 @@ import {
   encodeRequest,
   type SocksRequest,
 } from "../../src/protocol/request.ts";
-import { concat, expectError, expectFraming, expectMessage, fromHex, toHex } from "./helpers.ts";
+import { concat, fromHex, toHex } from "../support/bytes.ts";
+import { expectError, expectFraming, expectMessage } from "./helpers.ts";
 
 // [name, wire, decoded request]
 const goldenRequests: [string, string, SocksRequest][] = [

@@ -1,4 +1,24 @@
-// Byte helpers shared by every test folder: hex vectors and concatenation.
+// Byte helpers for every test folder: hex, concat, UTF-8 text, SHA-256. Not random bytes (prng.ts).
+
+export const MIB = 1024 * 1024;
+
+const textEncoder = new TextEncoder();
+const textDecoder = new TextDecoder();
+
+/** UTF-8 bytes of `text`. */
+export function bytes(text: string): Uint8Array {
+  return textEncoder.encode(text);
+}
+
+/** `data` decoded as UTF-8. */
+export function text(data: Uint8Array): string {
+  return textDecoder.decode(data);
+}
+
+/** Hex SHA-256 of `data`. */
+export function sha256(data: Uint8Array): string {
+  return new Bun.CryptoHasher("sha256").update(data).digest("hex");
+}
 
 /** "05 01 00" → bytes. Whitespace is ignored; anything but pairs of hex digits throws. */
 export function fromHex(text: string): Uint8Array {

@@ -1,5 +1,6 @@
-// One way to seed every randomised test: $SOCKPOOL_TEST_SEED replays a run, else a fresh seed.
-// Always printed, so a failure can be repeated with the same bytes.
+// One way to seed every randomised test, always printed so a failure replays. Not the generator (prng.ts).
+
+/** $SOCKPOOL_TEST_SEED replays a run; otherwise a fresh seed. Printed either way. */
 
 export function testSeed(label: string): number {
   const fromEnv = process.env.SOCKPOOL_TEST_SEED;

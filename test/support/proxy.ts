@@ -1,0 +1,97 @@
+// The proxy in-process for tests: startTestProxy with parsed JSON logs and stats. Not the proxy as a child process (proxy-process.ts).
+
+import { type Config, parseConfig } from "../../src/config/schema.ts";
+import { createLogger } from "../../src/log.ts";
+import { type BufferPool, createPool } from "../../src/pool/index.ts";
+import { type ProxyServer, startProxy } from "../../src/proxy/server.ts";
+import { DEADLINE_MS, waitFor, withDeadline } from "./wait.ts";
+
+export type LogRecord = Record<string, unknown> & { msg?: string; level?: string };
+
+export interface TestProxy {
+  readonly proxy: ProxyServer;
+  readonly pool: BufferPool;
+  readonly config: Config;
+  /** Every log line, parsed. */
+  readonly logs: LogRecord[];
+  readonly socksPort: number;
+  readonly forwardPorts: number[];
+  /** The `connection` lines. */
+  connectionLogs(): LogRecord[];
+  /** Waits for a `connection` line matching `match` and returns it. */
+  waitForConnectionLog(match: (record: LogRecord) => boolean, what: string): Promise<LogRecord>;
+  close(graceMs?: number): Promise<void>;
+}
+
+/** Config sections as tests write them; socks.listen defaults to 127.0.0.1:0. */
+export interface TestConfig {
+  server?: Record<string, unknown>;
+  socks?: Record<string, unknown>;
+  forward?: { listen?: string; target: string }[];
+  relay?: Record<string, unknown>;
+  pool?: Record<string, unknown>;
+}
+
+const openProxies = new Set<TestProxy>();
+
+export async function startTestProxy(input: TestConfig = {}): Promise<TestProxy> {
+  const config = parseConfig({
+    server: input.server ?? {},
+    socks: { listen: "127.0.0.1:0", ...input.socks },
+    forward: (input.forward ?? []).map((entry) => ({ listen: "127.0.0.1:0", ...entry })),
+    relay: input.relay ?? {},
+    pool: { slots: 1024, checked: true, ...input.pool },
+    log: { level: "info", format: "json" },
+  });
+  const pool = createPool({
+    strategy: config.pool.strategy,
+    slots: config.pool.slots,
+    slot_bytes: config.pool.slot_bytes,
+    checked: config.pool.checked,
+    local_batch: config.pool.local_batch,
+  });
+  const logs: LogRecord[] = [];
+  const log = createLogger({
+    level: "info",
+    format: "json",
+    write: (line) => {
+      for (const part of line.split("\n")) if (part.trim() !== "") logs.push(JSON.parse(part));
+    },
+  });
+  const proxy = await startProxy({ config, pool, log });
+  const socks = proxy.listeners.find((listener) => listener.kind === "socks");
+  const connectionLogs = () => logs.filter((record) => record.msg === "connection");
+  const handle: TestProxy = {
+    proxy,
+    pool,
+    config,
+    logs,
+    socksPort: socks?.port ?? 0,
+    forwardPorts: proxy.listeners
+      .filter((listener) => listener.kind === "forward")
+      .map((listener) => listener.port),
+    connectionLogs,
+    async waitForConnectionLog(match, what) {
+      let found: LogRecord | undefined;
+      await waitFor(
+        () => {
+          found = connectionLogs().find(match);
+          return found !== undefined;
+        },
+        () => `a connection log line: ${what}; have ${JSON.stringify(connectionLogs())}`,
+      );
+      return found!;
+    },
+    async close(graceMs = 0) {
+      if (!openProxies.delete(handle)) return;
+      await withDeadline(proxy.close(graceMs), graceMs + DEADLINE_MS, "proxy.close()");
+    },
+  };
+  openProxies.add(handle);
+  return handle;
+}
+
+/** Closes every in-process proxy a test left open. */
+export async function closeOpenProxies(): Promise<void> {
+  await Promise.allSettled([...openProxies].map((proxy) => proxy.close(0)));
+}
