@@ -4,7 +4,12 @@
 
 import { afterAll, expect, test } from "bun:test";
 import { join } from "node:path";
-import { cleanup, echoThrough, REPO_ROOT, startEcho, startTestProxy, waitFor } from "./helpers.ts";
+import { cleanup } from "../support/cleanup.ts";
+import { startTestProxy } from "../support/proxy.ts";
+import { REPO_ROOT } from "../support/proxy-process.ts";
+import { echoThrough } from "../support/socks-client.ts";
+import { startEcho } from "../support/targets.ts";
+import { waitFor } from "../support/wait.ts";
 
 afterAll(cleanup);
 

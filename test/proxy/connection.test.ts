@@ -4,21 +4,12 @@
 import { expect, test } from "bun:test";
 import type { Socket } from "bun";
 import { parseConfig } from "../../src/config/schema.ts";
-import { createLogger } from "../../src/log.ts";
 import { createPool } from "../../src/pool/index.ts";
 import { Connection, type ConnectionContext } from "../../src/proxy/connection.ts";
-
-type LogRecord = Record<string, unknown>;
+import { capturingLogger } from "../support/proxy.ts";
 
 function harness() {
-  const logs: LogRecord[] = [];
-  const log = createLogger({
-    level: "debug",
-    format: "json",
-    write: (line) => {
-      for (const part of line.split("\n")) if (part.trim() !== "") logs.push(JSON.parse(part));
-    },
-  });
+  const { log, logs } = capturingLogger("debug");
   const config = parseConfig({ log: { level: "debug", format: "json" } });
   const pool = createPool({ strategy: "queue-ts", slots: 16, slot_bytes: 16384, checked: true });
   const forgotten: Connection[] = [];

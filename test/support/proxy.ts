@@ -1,7 +1,7 @@
 // The proxy in-process for tests: startTestProxy with parsed JSON logs and stats. Not the proxy as a child process (proxy-process.ts).
 
 import { type Config, parseConfig } from "../../src/config/schema.ts";
-import { createLogger } from "../../src/log.ts";
+import { createLogger, type Logger, type LogLevel } from "../../src/log.ts";
 import { type BufferPool, createPool } from "../../src/pool/index.ts";
 import { type ProxyServer, startProxy } from "../../src/proxy/server.ts";
 import { DEADLINE_MS, waitFor, withDeadline } from "./wait.ts";
@@ -34,6 +34,19 @@ export interface TestConfig {
 
 const openProxies = new Set<TestProxy>();
 
+/** A JSON logger whose every line is parsed into `logs`. */
+export function capturingLogger(level: LogLevel): { log: Logger; logs: LogRecord[] } {
+  const logs: LogRecord[] = [];
+  const log = createLogger({
+    level,
+    format: "json",
+    write: (line) => {
+      for (const part of line.split("\n")) if (part.trim() !== "") logs.push(JSON.parse(part));
+    },
+  });
+  return { log, logs };
+}
+
 export async function startTestProxy(input: TestConfig = {}): Promise<TestProxy> {
   const config = parseConfig({
     server: input.server ?? {},
@@ -50,14 +63,7 @@ export async function startTestProxy(input: TestConfig = {}): Promise<TestProxy>
     checked: config.pool.checked,
     local_batch: config.pool.local_batch,
   });
-  const logs: LogRecord[] = [];
-  const log = createLogger({
-    level: "info",
-    format: "json",
-    write: (line) => {
-      for (const part of line.split("\n")) if (part.trim() !== "") logs.push(JSON.parse(part));
-    },
-  });
+  const { log, logs } = capturingLogger("info");
   const proxy = await startProxy({ config, pool, log });
   const socks = proxy.listeners.find((listener) => listener.kind === "socks");
   const connectionLogs = () => logs.filter((record) => record.msg === "connection");
