@@ -12,13 +12,13 @@
 // flag replaces the file's value.
 
 import { parseArgs } from "node:util";
+import { LIMITS } from "../limits.ts";
 import { STRATEGY_NAMES } from "../pool/strategies/names.ts";
 import { formatIssue, formatPath, issueKeys, REDACTED } from "./errors.ts";
 import {
   CONFIG_SECTIONS,
   type Config,
   DEFAULT_CONFIG,
-  LIMITS,
   LOG_FORMATS,
   LOG_LEVELS,
   validateConfig,

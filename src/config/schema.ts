@@ -3,24 +3,9 @@
 // this shape section by section; flags are layered on top of it before it is validated.
 
 import * as v from "valibot";
-import { STRATEGY_NAMES } from "../pool/strategies/names.ts";
+import { LIMITS, type TimeoutRange } from "../limits.ts";
+import { LOCAL_BATCH_DEFAULT, STRATEGY_NAMES } from "../pool/index.ts";
 import { ConfigError, formatIssue, formatPath } from "./errors.ts";
-
-/** Every bound the schema enforces. Units are last in each name. */
-export const LIMITS = {
-  workers_max: 256,
-  connections_max: 1_000_000,
-  timeout_ms_max: 86_400_000, // one day; well under setTimeout's 2^31 - 1 ms ceiling
-  credential_bytes_max: 255, // RFC 1929: ULEN and PLEN are one byte each
-  port_max: 65_535,
-  host_bytes_max: 253, // longest DNS name in dotted form
-  pool_slots_min: 16,
-  pool_slots_max: 1 << 20,
-  slot_bytes_min: 1024,
-  slot_bytes_max: 1 << 20,
-  slot_bytes_align: 1024,
-  local_batch_max: 1024,
-} as const;
 
 export const SOCKS_AUTH_METHODS = ["none", "password"] as const;
 export const LOG_LEVELS = ["debug", "info", "warn", "error"] as const;
@@ -80,13 +65,9 @@ function integerBetween(
   return integer(expected, (value) => value >= min && value <= max);
 }
 
-function timeoutMs(min: 0 | 1, zeroMeans = "") {
+function timeoutMs({ min_ms: min, max_ms: max }: TimeoutRange, zeroMeans = "") {
   const note = min === 0 ? ` (0 ${zeroMeans})` : "";
-  return integerBetween(
-    min,
-    LIMITS.timeout_ms_max,
-    `milliseconds between ${min} and ${LIMITS.timeout_ms_max}${note}`,
-  );
+  return integerBetween(min, max, `milliseconds between ${min} and ${max}${note}`);
 }
 
 function oneOf<const T extends readonly [string, ...string[]]>(options: T) {
@@ -108,12 +89,13 @@ function address(portMin: 0 | 1, purpose: string, example: string) {
 
 const textEncoder = new TextEncoder();
 
+const { credential_bytes_min: credentialMin, credential_bytes_max: credentialMax } = LIMITS;
 const credential = v.pipe(
-  v.string(`a string of 1..${LIMITS.credential_bytes_max} bytes`),
+  v.string(`a string of ${credentialMin}..${credentialMax} bytes`),
   v.check((text: string) => {
     const bytes = textEncoder.encode(text).length;
-    return bytes >= 1 && bytes <= LIMITS.credential_bytes_max;
-  }, `1..${LIMITS.credential_bytes_max} bytes`),
+    return bytes >= credentialMin && bytes <= credentialMax;
+  }, `${credentialMin}..${credentialMax} bytes`),
 );
 
 function isTable(value: unknown): value is Record<string, unknown> {
@@ -182,9 +164,15 @@ const serverEntries = {
     0,
   ),
   /** Open client connections for the whole process, summed over all Workers, not per Worker. */
-  connections_max: v.optional(integerBetween(1, LIMITS.connections_max), 10_000),
+  connections_max: v.optional(
+    integerBetween(LIMITS.connections_min, LIMITS.connections_max),
+    10_000,
+  ),
   /** How long shutdown waits for connections to drain before closing them; 0 closes at once. */
-  shutdown_timeout_ms: v.optional(timeoutMs(0, "closes them at once"), 10_000),
+  shutdown_timeout_ms: v.optional(
+    timeoutMs(LIMITS.timeouts.shutdown, "closes them at once"),
+    10_000,
+  ),
 };
 
 const userEntries = { username: credential, password: credential };
@@ -197,9 +185,9 @@ const socksEntries = {
     v.array(table(userEntries), "an array of { username, password } tables"),
     () => [],
   ),
-  handshake_timeout_ms: v.optional(timeoutMs(1), 10_000),
-  connect_timeout_ms: v.optional(timeoutMs(1), 10_000),
-  dns_timeout_ms: v.optional(timeoutMs(1), 5_000),
+  handshake_timeout_ms: v.optional(timeoutMs(LIMITS.timeouts.handshake), 10_000),
+  connect_timeout_ms: v.optional(timeoutMs(LIMITS.timeouts.connect), 10_000),
+  dns_timeout_ms: v.optional(timeoutMs(LIMITS.timeouts.dns), 5_000),
 };
 
 const forwardEntries = {
@@ -208,12 +196,12 @@ const forwardEntries = {
 };
 
 const relayEntries = {
-  idle_timeout_ms: v.optional(timeoutMs(0, "disables"), 300_000),
+  idle_timeout_ms: v.optional(timeoutMs(LIMITS.timeouts.idle, "disables"), 300_000),
   /** After one side's FIN, close both if the other side has not finished within this time. */
-  fin_timeout_ms: v.optional(timeoutMs(1), 30_000),
+  fin_timeout_ms: v.optional(timeoutMs(LIMITS.timeouts.fin), 30_000),
   /** Bytes held in pool slots per connection per direction while the peer is slow. */
   backlog_bytes_max: v.optional(
-    integerBetween(LIMITS.slot_bytes_min, LIMITS.pool_slots_max * LIMITS.slot_bytes_max),
+    integerBetween(LIMITS.backlog_bytes_min, LIMITS.backlog_bytes_max),
     262_144,
   ),
 };
@@ -243,7 +231,10 @@ const poolEntries = {
   /** Track an owner flag per slot and fail on a double or foreign release (debugging aid). */
   checked: v.optional(flag, false),
   /** B for the "local" strategy: each Worker caches up to 2·B slots, moved B at a time. */
-  local_batch: v.optional(integerBetween(1, LIMITS.local_batch_max), 32),
+  local_batch: v.optional(
+    integerBetween(LIMITS.local_batch_min, LIMITS.local_batch_max),
+    LOCAL_BATCH_DEFAULT,
+  ),
 };
 
 const logEntries = {

@@ -3,12 +3,12 @@ import { ConfigError, formatIssue } from "../../src/config/errors.ts";
 import {
   DEFAULT_CONFIG,
   formatHostPort,
-  LIMITS,
   parseConfig,
   parseHostPort,
   validateConfig,
   workerCount,
 } from "../../src/config/schema.ts";
+import { LIMITS } from "../../src/limits.ts";
 import { STRATEGY_NAMES } from "../../src/pool/strategies/names.ts";
 
 /** The problem lines for a raw config, or [] when it is valid. */
