@@ -370,6 +370,18 @@ export const ConfigSchema = v.pipe(
   v.forward(
     v.partialCheck(
       [
+        ["pool", "slots"],
+        ["pool", "slot_bytes"],
+      ],
+      ({ pool }) => pool.slots * pool.slot_bytes <= LIMITS.slab_bytes_max,
+      ({ input: { pool } }) =>
+        `at most ${LIMITS.slab_bytes_max} / pool.slot_bytes (${Math.floor(LIMITS.slab_bytes_max / pool.slot_bytes)}, so the slab fits in 4 GiB)`,
+    ),
+    ["pool", "slots"],
+  ),
+  v.forward(
+    v.partialCheck(
+      [
         ["relay", "backlog_bytes_max"],
         ["pool", "slots"],
         ["pool", "slot_bytes"],
