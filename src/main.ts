@@ -5,10 +5,11 @@
 import packageJson from "../package.json" with { type: "json" };
 import { loadConfig } from "./config/cli.ts";
 import { CONFIG_EXIT_CODE } from "./config/errors.ts";
-import { formatHostPort, workerCount } from "./config/schema.ts";
+import { workerCount } from "./config/schema.ts";
 import { fileLimitWarning, openFileLimit } from "./fd-limit.ts";
 import { createLogger } from "./log.ts";
 import { createPoolMemory } from "./pool/index.ts";
+import { formatHostPort } from "./protocol/host-port.ts";
 import { Supervisor } from "./supervisor.ts";
 
 const result = await loadConfig(Bun.argv.slice(2), process.env);

@@ -3,7 +3,8 @@
 // gracefully. Not the proxy: that runs inside each Worker (worker.ts).
 
 import { SHARE_ENV } from "node:worker_threads";
-import { type Config, formatHostPort } from "./config/schema.ts";
+import type { Config } from "./config/schema.ts";
+import { formatHostPort } from "./protocol/host-port.ts";
 import { LIMITS } from "./limits.ts";
 import type { Logger } from "./log.ts";
 import type { FromWorker, ToWorker } from "./messages.ts";

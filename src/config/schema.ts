@@ -4,47 +4,13 @@
 
 import * as v from "valibot";
 import { LIMITS, type TimeoutRange } from "../limits.ts";
+import { type HostPort, parseHostPort } from "../protocol/host-port.ts";
 import { LOCAL_BATCH_DEFAULT, STRATEGY_NAMES } from "../pool/index.ts";
 import { ConfigError, formatIssue, formatPath } from "./errors.ts";
 
 export const SOCKS_AUTH_METHODS = ["none", "password"] as const;
 export const LOG_LEVELS = ["debug", "info", "warn", "error"] as const;
 export const LOG_FORMATS = ["text", "json"] as const;
-
-// ── HOST:PORT ──────────────────────────────────────────────────────────────────────────────────
-
-export interface HostPort {
-  /** A name, an IPv4 address, or an IPv6 address without its brackets. */
-  readonly host: string;
-  readonly port: number;
-}
-
-// "[v6]:port" or "host:port". An unbracketed IPv6 address is refused: its last colon reads as the
-// port separator. A name is letters, digits, '.', '-' and '_'; a zone ("%eth0") may follow v6.
-const HOST_PORT_PATTERN = /^(?:\[([^\]]+)\]|([^:[\]]+)):(\d{1,5})$/;
-const HOST_NAME_PATTERN = /^[A-Za-z0-9_](?:[A-Za-z0-9._-]*[A-Za-z0-9_])?$/;
-const ZONE_PATTERN = /%[\w.-]+$/;
-
-/** Parses "host:port" or "[v6]:port". Port 0 is accepted (listeners bind an ephemeral port). */
-export function parseHostPort(text: string): HostPort | null {
-  const match = HOST_PORT_PATTERN.exec(text);
-  if (match === null) return null;
-  const port = Number(match[3]);
-  if (port > LIMITS.port_max) return null;
-  const v6 = match[1];
-  if (v6 !== undefined)
-    return v.IPV6_REGEX.test(v6.replace(ZONE_PATTERN, "")) ? { host: v6, port } : null;
-  const host = match[2]!;
-  if (host.length > LIMITS.host_bytes_max || !HOST_NAME_PATTERN.test(host)) return null;
-  // All digits and dots: it must be a real dotted quad, not a name.
-  if (/^[\d.]+$/.test(host) && !v.IPV4_REGEX.test(host)) return null;
-  return { host, port };
-}
-
-/** The inverse of parseHostPort: "host:port", with an IPv6 address in brackets. */
-export function formatHostPort(host: string, port: number): string {
-  return host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
-}
 
 // ── Building blocks ────────────────────────────────────────────────────────────────────────────
 // Each field yields at most ONE issue, whose message is the "expected …" phrase; errors.ts adds

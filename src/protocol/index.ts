@@ -19,7 +19,15 @@ export {
   encodeMethodSelection,
   type Greeting,
 } from "./greeting.ts";
-export { formatIPv4, formatIPv6, parseIPv4, parseIPv6 } from "./ip.ts";
+export { formatHostPort, type HostPort, parseHostPort } from "./host-port.ts";
+export {
+  formatIPv4,
+  formatIPv6,
+  type IPLiteral,
+  parseIPLiteral,
+  parseIPv4,
+  parseIPv6,
+} from "./ip.ts";
 export {
   addressFromHost,
   decodeReply,

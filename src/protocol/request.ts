@@ -25,7 +25,7 @@ import {
   ProtocolError,
   socksVersionError,
 } from "./errors.ts";
-import { formatIPv4, formatIPv6, parseIPv4, parseIPv6 } from "./ip.ts";
+import { formatIPv4, formatIPv6, parseIPLiteral, parseIPv4, parseIPv6 } from "./ip.ts";
 
 /**
  * A destination or bound address. `host` is dotted IPv4, canonical IPv6 (RFC 5952, see ip.ts) or
@@ -70,7 +70,7 @@ const FRAME_BYTES_MIN = REQUEST_HEADER_BYTES + 1 + 1 + PORT_BYTES;
 // - An unknown ATYP is an error with reply 08. The address length is then unknown, so the rest of
 //   the stream cannot be framed and the caller must close after replying.
 // - A zero-length domain, or one containing 0x00, is a malformed address: reply 01 (general
-//   failure; DESIGN.md sends 04 only for a name that was looked up and not found). A NUL byte
+//   failure; docs/architecture.md sends 04 only for a name that was looked up and not found). A NUL byte
 //   would be cut off by the C resolver ("allowed.example\0.evil" vs. a ruleset that sees the
 //   whole string), and Bun.connect rejects it anyway.
 export function decodeRequest(input: Uint8Array): Decoded<SocksRequest> {
@@ -132,10 +132,9 @@ export function decodeReply(input: Uint8Array): Decoded<SocksReply> {
  * bytes, or containing NUL).
  */
 export function addressFromHost(host: string): SocksAddress {
-  if (parseIPv4(host) !== null) return { type: "ipv4", host };
-  const zone = host.indexOf("%");
-  const ipv6 = parseIPv6(zone === -1 ? host : host.slice(0, zone));
-  if (ipv6 !== null) return { type: "ipv6", host: formatIPv6(ipv6) };
+  const ip = parseIPLiteral(host);
+  if (ip?.family === 4) return { type: "ipv4", host };
+  if (ip?.family === 6) return { type: "ipv6", host: formatIPv6(ip.bytes) };
   domainBytes(host); // validates
   return { type: "domain", host };
 }

@@ -8,7 +8,8 @@
 // Socket events arrive through the handler tables in server.ts, which call the methods below.
 
 import type { Socket, SocketHandler } from "bun";
-import { type Config, formatHostPort } from "../config/schema.ts";
+import type { Config } from "../config/schema.ts";
+import { formatHostPort } from "../protocol/host-port.ts";
 import type { Logger } from "../log.ts";
 import type { BufferPool } from "../pool/index.ts";
 import { Reply, replyForConnectError } from "../protocol/index.ts";

@@ -3,7 +3,8 @@
 // Not process supervision (supervisor.ts) and not config parsing (src/config/).
 
 import type { Socket, SocketHandler, TCPSocketListener, TCPSocketListenOptions } from "bun";
-import { type Config, parseHostPort } from "../config/schema.ts";
+import type { Config } from "../config/schema.ts";
+import { parseHostPort } from "../protocol/host-port.ts";
 import type { Logger } from "../log.ts";
 import type { BufferPool, PoolStats } from "../pool/index.ts";
 import { AUTH_REQUEST_BYTES_MAX } from "../protocol/index.ts";

@@ -2,9 +2,7 @@ import { describe, expect, test } from "bun:test";
 import { ConfigError, formatIssue } from "../../src/config/errors.ts";
 import {
   DEFAULT_CONFIG,
-  formatHostPort,
   parseConfig,
-  parseHostPort,
   validateConfig,
   workerCount,
 } from "../../src/config/schema.ts";
@@ -277,36 +275,6 @@ describe("listeners", () => {
   });
 });
 
-describe("parseHostPort", () => {
-  test.each([
-    ["127.0.0.1:1080", "127.0.0.1", 1080],
-    ["[::1]:1080", "::1", 1080],
-    ["[fe80::1%eth0]:80", "fe80::1%eth0", 80],
-    ["[::ffff:10.0.0.1]:443", "::ffff:10.0.0.1", 443],
-    ["example.com:0", "example.com", 0],
-    ["db_primary.internal:65535", "db_primary.internal", 65535],
-  ])("%s is host %s port %d", (text, host, port) => {
-    expect(parseHostPort(text)).toEqual({ host, port });
-  });
-
-  test.each([
-    "::1:80", // unbracketed IPv6
-    "[::1]", // no port
-    "[nope]:80", // brackets around something that is not IPv6
-    "127.0.0.1:65536",
-    "127.0.0.1:70000",
-    "999.0.0.1:80",
-    "1.2.3:80",
-    ":80",
-    "host:",
-    "host:80x",
-    "two words:80",
-    `${"a".repeat(254)}:80`,
-  ])("%s is refused", (text) => {
-    expect(parseHostPort(text)).toBeNull();
-  });
-});
-
 describe("workerCount", () => {
   test("0 means one per CPU, capped; any other value is used as is", () => {
     expect(workerCount({ ...DEFAULT_CONFIG.server, workers: 0 }, 6)).toBe(6);
@@ -314,13 +282,4 @@ describe("workerCount", () => {
     expect(workerCount({ ...DEFAULT_CONFIG.server, workers: 0 }, 0)).toBe(1);
     expect(workerCount({ ...DEFAULT_CONFIG.server, workers: 3 }, 6)).toBe(3);
   });
-});
-
-test("formatHostPort is the inverse of parseHostPort, bracketing IPv6", () => {
-  expect(formatHostPort("127.0.0.1", 1080)).toBe("127.0.0.1:1080");
-  expect(formatHostPort("::1", 0)).toBe("[::1]:0");
-  for (const text of ["127.0.0.1:1080", "[::1]:443", "localhost:80", "[2001:db8::1]:65535"]) {
-    const parsed = parseHostPort(text)!;
-    expect(formatHostPort(parsed.host, parsed.port)).toBe(text);
-  }
 });
