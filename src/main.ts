@@ -3,7 +3,7 @@
 // SIGTERM/SIGINT. Not the proxy itself (src/proxy/, run inside each Worker by src/worker.ts).
 
 import packageJson from "../package.json" with { type: "json" };
-import { loadConfig } from "./config/cli.ts";
+import { loadConfig } from "./config/load.ts";
 import { CONFIG_EXIT_CODE } from "./config/errors.ts";
 import { workerCount } from "./config/schema.ts";
 import { fileLimitWarning, openFileLimit } from "./fd-limit.ts";

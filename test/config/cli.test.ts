@@ -2,15 +2,9 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import {
-  EXAMPLE_ARGV,
-  EXAMPLE_TOML,
-  FLAGS,
-  helpText,
-  type ResolveResult,
-  readConfigFile,
-  resolveConfig,
-} from "../../src/config/cli.ts";
+import { FLAGS } from "../../src/config/flags.ts";
+import { EXAMPLE_ARGV, EXAMPLE_TOML, helpText } from "../../src/config/help.ts";
+import { type ResolveResult, readConfigFile, resolveConfig } from "../../src/config/load.ts";
 import { type Config, DEFAULT_CONFIG, validateConfig } from "../../src/config/schema.ts";
 
 /** An in-memory file system: path → contents. */
