@@ -34,6 +34,7 @@ switch (result.kind) {
 
 const { config } = result;
 const log = createLogger({ level: config.log.level, format: config.log.format });
+for (const warning of result.warnings) log.warn(warning);
 const workers = workerCount(config.server);
 const memory = createPoolMemory(
   {

@@ -13,6 +13,7 @@ import { parseArgs } from "node:util";
 import { formatIssue, formatPath, issueKeys } from "./errors.ts";
 import { CONFIG_ENV_VAR, type Draft, type FlagDefinition, FLAGS, FLAGS_BY_NAME } from "./flags.ts";
 import { helpText } from "./help.ts";
+import { renamedOptionWarnings } from "./renamed.ts";
 import { type Config, validateConfig } from "./schema.ts";
 
 export { CONFIG_ENV_VAR };
@@ -21,7 +22,8 @@ export { CONFIG_ENV_VAR };
 export type ReadFile = (path: string) => Promise<string | undefined>;
 
 export type ResolveResult =
-  | { kind: "config"; config: Config }
+  /** `warnings` (deprecated keys, …) are logged at start-up once the logger exists. */
+  | { kind: "config"; config: Config; warnings: string[] }
   | { kind: "help"; text: string }
   | { kind: "version" }
   | { kind: "error"; problems: string[] };
@@ -188,7 +190,7 @@ export async function resolveConfig(options: ResolveOptions): Promise<ResolveRes
     }
   }
   if (problems.length > 0 || !result.success) return { kind: "error", problems };
-  return { kind: "config", config: result.output };
+  return { kind: "config", config: result.output, warnings: renamedOptionWarnings(draft.root) };
 }
 
 /** The real file reader: Bun.file, with "no such file" as undefined. */

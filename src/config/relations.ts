@@ -11,6 +11,7 @@ import { type HostPort, parseHostPort } from "../protocol/host-port.ts";
 import { parseIPLiteral } from "../protocol/ip.ts";
 import { formatPath } from "./errors.ts";
 import { getPath, isValidAt, issuePath, type PathKey } from "./fields.ts";
+import { newPath, oldPath, RENAMED_OPTIONS } from "./renamed.ts";
 import type { RootOutput } from "./schema.ts";
 
 type Keys = readonly [PathKey, ...PathKey[]];
@@ -87,6 +88,18 @@ export const RELATIONS: readonly Relation[] = [
     expected: () =>
       "at least one [[forward]] entry when socks.enabled = false (nothing would listen)",
   },
+  // An old key and its new name together: which one was meant is anyone's guess.
+  ...RENAMED_OPTIONS.map(
+    (option): Relation => ({
+      reads: [oldPath(option), newPath(option)],
+      blame: oldPath(option),
+      holds: (root) =>
+        getPath(root, oldPath(option)) === undefined ||
+        getPath(root, newPath(option)) === undefined,
+      expected: () =>
+        `nothing here when ${formatPath(newPath(option))} is set (this is its deprecated old name: delete it)`,
+    }),
+  ),
 ];
 
 function checkRelation(relation: Relation, { dataset, addIssue }: Context): void {

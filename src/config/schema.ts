@@ -57,8 +57,25 @@ const socksEntries = {
     () => [],
   ),
   handshake_timeout_ms: v.optional(timeoutMs(LIMITS.timeouts.handshake), 10_000),
-  connect_timeout_ms: v.optional(timeoutMs(LIMITS.timeouts.connect), 10_000),
-  dns_timeout_ms: v.optional(timeoutMs(LIMITS.timeouts.dns), 5_000),
+};
+
+/**
+ * Every upstream dial, SOCKS5 CONNECT and [[forward]] alike. No defaults here: the final transform
+ * fills them (UPSTREAM_DEFAULTS), after the deprecated socks.* keys of the same name had their say.
+ */
+const upstreamEntries = {
+  /** Per upstream connect, over all addresses of a name. */
+  connect_timeout_ms: v.optional(timeoutMs(LIMITS.timeouts.connect)),
+  dns_timeout_ms: v.optional(timeoutMs(LIMITS.timeouts.dns)),
+};
+
+export const UPSTREAM_DEFAULTS = { connect_timeout_ms: 10_000, dns_timeout_ms: 5_000 } as const;
+
+/** The [socks] table as accepted: its own keys plus the deprecated ones (see renamed.ts). */
+const socksInputEntries = {
+  ...socksEntries,
+  connect_timeout_ms: upstreamEntries.connect_timeout_ms,
+  dns_timeout_ms: upstreamEntries.dns_timeout_ms,
 };
 
 const forwardEntries = {
@@ -115,7 +132,8 @@ const logEntries = {
 
 const rootEntries = {
   server: v.optional(table(serverEntries), {}),
-  socks: v.optional(table(socksEntries), {}),
+  socks: v.optional(table(socksInputEntries), {}),
+  upstream: v.optional(table(upstreamEntries), {}),
   forward: v.optional(v.array(table(forwardEntries), "an array of [[forward]] tables"), () => []),
   relay: v.optional(table(relayEntries), {}),
   pool: v.optional(table(poolEntries), {}),
@@ -123,21 +141,37 @@ const rootEntries = {
 };
 
 const rootTable = table(rootEntries);
+/** The validated table before the deprecated keys are moved to their new place. */
 export type RootOutput = v.InferOutput<typeof rootTable>;
 
-/** Section names and their keys, for --help. `array` sections are written [[name]]. */
+/** Section names and their current keys, for --help. `array` sections are written [[name]]. */
 export const CONFIG_SECTIONS: readonly { name: string; array: boolean; keys: readonly string[] }[] =
   [
     { name: "server", array: false, keys: Object.keys(serverEntries) },
     { name: "socks", array: false, keys: Object.keys(socksEntries) },
     { name: "socks.users", array: true, keys: Object.keys(userEntries) },
+    { name: "upstream", array: false, keys: Object.keys(upstreamEntries) },
     { name: "forward", array: true, keys: Object.keys(forwardEntries) },
     { name: "relay", array: false, keys: Object.keys(relayEntries) },
     { name: "pool", array: false, keys: Object.keys(poolEntries) },
     { name: "log", array: false, keys: Object.keys(logEntries) },
   ];
 
-export const ConfigSchema = v.pipe(rootTable, crossFieldChecks);
+/** Moves the deprecated socks.* timeouts to [upstream] and fills [upstream]'s defaults. */
+function moveRenamedOptions({ socks, upstream, ...rest }: RootOutput) {
+  const { connect_timeout_ms: oldConnect, dns_timeout_ms: oldDns, ...socksOwn } = socks;
+  return {
+    ...rest,
+    socks: socksOwn,
+    upstream: {
+      connect_timeout_ms:
+        upstream.connect_timeout_ms ?? oldConnect ?? UPSTREAM_DEFAULTS.connect_timeout_ms,
+      dns_timeout_ms: upstream.dns_timeout_ms ?? oldDns ?? UPSTREAM_DEFAULTS.dns_timeout_ms,
+    },
+  };
+}
+
+export const ConfigSchema = v.pipe(rootTable, crossFieldChecks, v.transform(moveRenamedOptions));
 
 export type Config = v.InferOutput<typeof ConfigSchema>;
 

@@ -174,13 +174,13 @@ export abstract class Connection implements PipeOwner {
 
   /** Resolves and connects; on success the subclass answers the client and relaying starts. */
   protected async dial(host: string, port: number): Promise<void> {
-    const socks = this.ctx.config.socks;
+    const upstream = this.ctx.config.upstream;
     this.phase = "connecting";
     this.target = formatHostPort(host, port);
-    this.deadline = performance.now() + socks.dns_timeout_ms + socks.connect_timeout_ms;
+    this.deadline = performance.now() + upstream.dns_timeout_ms + upstream.connect_timeout_ms;
     const abandoned = () => this.phase !== "connecting";
     try {
-      const addresses = await resolveHost(host, socks.dns_timeout_ms);
+      const addresses = await resolveHost(host, upstream.dns_timeout_ms);
       const socket = await connectAny(
         addresses,
         port,
@@ -283,7 +283,7 @@ export class ForwardConnection extends Connection {
       ctx,
       client,
       "connecting",
-      ctx.config.socks.dns_timeout_ms + ctx.config.socks.connect_timeout_ms,
+      ctx.config.upstream.dns_timeout_ms + ctx.config.upstream.connect_timeout_ms,
     );
     void this.dial(targetHost, targetPort);
   }

@@ -57,7 +57,7 @@ const SWEEP_MS_MAX = 1000;
 function sweepInterval(config: Config): number {
   const timeouts = [
     config.socks.handshake_timeout_ms,
-    config.socks.connect_timeout_ms,
+    config.upstream.connect_timeout_ms,
     config.relay.fin_timeout_ms,
     config.relay.idle_timeout_ms || Number.POSITIVE_INFINITY,
   ];

@@ -5,7 +5,12 @@ import { join } from "node:path";
 import { FLAGS } from "../../src/config/flags.ts";
 import { EXAMPLE_ARGV, EXAMPLE_TOML, helpText } from "../../src/config/help.ts";
 import { type ResolveResult, readConfigFile, resolveConfig } from "../../src/config/load.ts";
-import { type Config, DEFAULT_CONFIG, validateConfig } from "../../src/config/schema.ts";
+import {
+  CONFIG_SECTIONS,
+  type Config,
+  DEFAULT_CONFIG,
+  validateConfig,
+} from "../../src/config/schema.ts";
 
 /** An in-memory file system: path → contents. */
 function files(contents: Record<string, string>) {
@@ -365,6 +370,7 @@ describe("--help and --version", () => {
       "[server]",
       "[socks]",
       "[[socks.users]]",
+      "[upstream]",
       "[[forward]]",
       "[relay]",
       "[pool]",
@@ -372,6 +378,27 @@ describe("--help and --version", () => {
     ]) {
       expect(help).toContain(section);
     }
+  });
+
+  test("the help is generated: every flag and every config key of the tables appears", () => {
+    const help = helpText();
+    for (const flag of FLAGS) expect(help).toContain(`--${flag.name}`);
+    for (const flag of FLAGS) expect(help).toContain(flag.description.split(" ")[0]!);
+    for (const section of CONFIG_SECTIONS) {
+      const header = section.array ? `[[${section.name}]]` : `[${section.name}]`;
+      const line = help.split("\n").find((text) => text.startsWith(`  ${header} `));
+      expect(line).toBeDefined();
+      const block = help.slice(help.indexOf(line!)).split(/\n {2}\[/)[0]!;
+      for (const key of section.keys) expect(block).toContain(key);
+    }
+  });
+
+  test("the deprecated socks.* timeouts are not offered under [socks]", () => {
+    const socksLine = helpText()
+      .split("\n")
+      .find((line) => line.startsWith("  [socks] "));
+    expect(socksLine).not.toContain("connect_timeout_ms");
+    expect(helpText()).toContain("connect_timeout_ms = 10000");
   });
 
   test("no help line is wider than 100 columns", () => {

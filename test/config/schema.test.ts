@@ -25,9 +25,8 @@ describe("defaults", () => {
         auth: "none",
         users: [],
         handshake_timeout_ms: 10_000,
-        connect_timeout_ms: 10_000,
-        dns_timeout_ms: 5_000,
       },
+      upstream: { connect_timeout_ms: 10_000, dns_timeout_ms: 5_000 },
       forward: [],
       relay: { idle_timeout_ms: 300_000, fin_timeout_ms: 30_000, backlog_bytes_max: 262_144 },
       pool: { strategy: "local", slots: 4096, slot_bytes: 16_384, checked: false, local_batch: 32 },
@@ -172,7 +171,7 @@ describe("unknown keys", () => {
       }),
     ).toEqual([
       'forward[0].tagret: unknown option (did you mean "target"?)',
-      "proxy: unknown option (known options: server, socks, forward, relay, pool, log)",
+      "proxy: unknown option (known options: server, socks, upstream, forward, relay, pool, log)",
     ]);
   });
 
