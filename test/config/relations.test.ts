@@ -2,7 +2,8 @@
 // a crash at start. Not the single-field ranges (schema.test.ts) nor the constants (limits.test.ts).
 
 import { describe, expect, test } from "bun:test";
-import { formatIssue } from "../../src/config/errors.ts";
+import { formatIssue, formatPath } from "../../src/config/errors.ts";
+import { RELATIONS } from "../../src/config/relations.ts";
 import { validateConfig } from "../../src/config/schema.ts";
 import { LIMITS } from "../../src/limits.ts";
 
@@ -34,4 +35,58 @@ describe("the slab (pool.slots × pool.slot_bytes) fits in 4 GiB", () => {
     );
     expect(stderr).not.toContain("    at ");
   }, 30_000);
+});
+
+describe("every relationship between fields is a config error", () => {
+  // One breaking input per relationship, keyed by the field it blames.
+  const cases: Record<string, [input: unknown, problem: string]> = {
+    "pool.slots": [
+      { pool: { slots: 1 << 20, slot_bytes: 8192 } },
+      "pool.slots: expected at most 4294967296 / pool.slot_bytes (524288, so the slab fits in 4 GiB), got 1048576",
+    ],
+    "relay.backlog_bytes_max": [
+      { relay: { backlog_bytes_max: 4096 } },
+      "relay.backlog_bytes_max: expected between pool.slot_bytes (16384) and pool.slots × pool.slot_bytes (67108864), got 4096",
+    ],
+    "pool.local_batch": [
+      { pool: { slots: 32, local_batch: 32 }, relay: { backlog_bytes_max: 16_384 } },
+      "pool.local_batch: expected at most pool.slots / 2 (16; a Worker caches up to 2 × local_batch slots), got 32",
+    ],
+    "socks.users": [
+      { socks: { auth: "password" } },
+      'socks.users: expected at least one user when socks.auth = "password" (add [[socks.users]] or --socks-user USER:PASS), got []',
+    ],
+    "socks.auth": [
+      { socks: { users: [{ username: "a", password: "b" }] } },
+      'socks.auth: expected "password" when socks.users is not empty (otherwise the users are ignored), got "none"',
+    ],
+    forward: [
+      { socks: { enabled: false } },
+      "forward: expected at least one [[forward]] entry when socks.enabled = false (nothing would listen), got []",
+    ],
+    "socks.connect_timeout_ms": [
+      { socks: { connect_timeout_ms: 1 }, upstream: { connect_timeout_ms: 2 } },
+      "socks.connect_timeout_ms: expected nothing here when upstream.connect_timeout_ms is set (this is its deprecated old name: delete it), got 1",
+    ],
+    "socks.dns_timeout_ms": [
+      { socks: { dns_timeout_ms: 1 }, upstream: { dns_timeout_ms: 2 } },
+      "socks.dns_timeout_ms: expected nothing here when upstream.dns_timeout_ms is set (this is its deprecated old name: delete it), got 1",
+    ],
+  };
+
+  test("each relationship has a case here", () => {
+    expect(RELATIONS.map((relation) => formatPath(relation.blame)).sort()).toEqual(
+      Object.keys(cases).sort(),
+    );
+  });
+
+  for (const [blame, [input, problem]] of Object.entries(cases)) {
+    test(`${blame}: broken, it is exactly one problem naming the fix`, () => {
+      expect(problems(input)).toEqual([problem]);
+    });
+  }
+
+  test("the descriptor limit is a start-up warning, not a config error", () => {
+    expect(problems({ server: { connections_max: LIMITS.connections_max } })).toEqual([]);
+  });
 });
