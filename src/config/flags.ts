@@ -102,7 +102,7 @@ export const FLAGS: readonly FlagDefinition[] = [
     name: "slot-bytes",
     value: "N",
     option: ["pool", "slot_bytes"],
-    description: `bytes per slot, a multiple of ${LIMITS.slot_bytes_align} up to ${LIMITS.slot_bytes_max}`,
+    description: `bytes per slot, a multiple of ${LIMITS.slot_bytes_align} up to ${LIMITS.slot_bytes_max}; slots × slot bytes at most ${LIMITS.slab_bytes_max / 2 ** 30} GiB`,
     apply: integerOption(["pool", "slot_bytes"]),
   },
   {

@@ -401,6 +401,17 @@ describe("--help and --version", () => {
     expect(helpText()).toContain("connect_timeout_ms = 10000");
   });
 
+  test("the README's Usage table and Config file section list every flag and key", async () => {
+    const readme = await Bun.file(new URL("../../README.md", import.meta.url)).text();
+    const usage = readme.slice(readme.indexOf("## Usage"), readme.indexOf("### Config file"));
+    const file = readme.slice(readme.indexOf("### Config file"), readme.indexOf("### Logs"));
+    for (const flag of FLAGS) expect(usage).toContain(`--${flag.name}`);
+    for (const section of CONFIG_SECTIONS) {
+      expect(file).toContain(section.array ? `[[${section.name}]]` : `[${section.name}]`);
+      for (const key of section.keys) expect(file).toContain(key);
+    }
+  });
+
   test("no help line is wider than 100 columns", () => {
     const wide = helpText()
       .split("\n")
