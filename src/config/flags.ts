@@ -14,8 +14,6 @@ import { isTable } from "./fields.ts";
 /** The environment variable naming the config file when --config is not given. */
 export const CONFIG_ENV_VAR = "SOCKPOOL_CONFIG";
 
-// ── The flag table: drives parsing, mapping to config paths, and --help ────────────────────────
-
 export type OptionKeys = readonly [string, string];
 
 /** The merged raw table plus what the flags applied to it. */

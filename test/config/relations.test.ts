@@ -6,8 +6,9 @@ import { formatIssue, formatPath } from "../../src/config/errors.ts";
 import { RELATIONS } from "../../src/config/relations.ts";
 import { validateConfig } from "../../src/config/schema.ts";
 import { LIMITS } from "../../src/limits.ts";
+import { runBun } from "../support/spawn.ts";
 
-const REPO_ROOT = new URL("../../", import.meta.url).pathname;
+const MAIN = new URL("../../src/main.ts", import.meta.url);
 
 function problems(input: unknown): string[] {
   const result = validateConfig(input);
@@ -24,12 +25,13 @@ describe("the slab (pool.slots × pool.slot_bytes) fits in 4 GiB", () => {
   });
 
   test("a pool over 4 GiB exits 2 with the problem, not a crash at start", async () => {
-    const proxy = Bun.spawn(
-      ["bun", "src/main.ts", "--socks", "127.0.0.1:0", "--pool-slots", "1048576"],
-      { cwd: REPO_ROOT, stdout: "pipe", stderr: "pipe" },
-    );
-    const stderr = await new Response(proxy.stderr).text();
-    expect(await proxy.exited).toBe(2);
+    const { code, stderr } = await runBun(MAIN, [
+      "--socks",
+      "127.0.0.1:0",
+      "--pool-slots",
+      "1048576",
+    ]);
+    expect(code).toBe(2);
     expect(stderr).toContain(
       "--pool-slots: expected at most 4294967296 / pool.slot_bytes (262144, so the slab fits in 4 GiB), got 1048576",
     );

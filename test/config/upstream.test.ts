@@ -9,8 +9,9 @@ import { formatIssue } from "../../src/config/errors.ts";
 import { resolveConfig } from "../../src/config/load.ts";
 import { RENAMED_OPTIONS } from "../../src/config/renamed.ts";
 import { parseConfig, validateConfig } from "../../src/config/schema.ts";
+import { runBun } from "../support/spawn.ts";
 
-const REPO_ROOT = new URL("../../", import.meta.url).pathname;
+const MAIN = new URL("../../src/main.ts", import.meta.url);
 
 function problems(input: unknown): string[] {
   const result = validateConfig(input);
@@ -102,8 +103,8 @@ describe("at start-up", () => {
     const old = join(directory, "old.toml");
     writeFileSync(old, '[socks]\nlisten = "127.0.0.1:0"\ndns_timeout_ms = 3000\n');
     const proxy = Bun.spawn(
-      ["bun", "src/main.ts", "--config", old, "--workers", "1", "--log-format", "json"],
-      { cwd: REPO_ROOT, stdout: "ignore", stderr: "pipe" },
+      ["bun", MAIN.pathname, "--config", old, "--workers", "1", "--log-format", "json"],
+      { stdout: "ignore", stderr: "pipe" },
     );
     try {
       const reader = proxy.stderr.pipeThrough(new TextDecoderStream()).getReader();
@@ -127,13 +128,8 @@ describe("at start-up", () => {
 
     const both = join(directory, "both.toml");
     writeFileSync(both, "[socks]\ndns_timeout_ms = 3000\n[upstream]\ndns_timeout_ms = 3000\n");
-    const failing = Bun.spawn(["bun", "src/main.ts", "--config", both], {
-      cwd: REPO_ROOT,
-      stdout: "ignore",
-      stderr: "pipe",
-    });
-    const stderr = await new Response(failing.stderr).text();
-    expect(await failing.exited).toBe(2);
+    const { code, stderr } = await runBun(MAIN, ["--config", both]);
+    expect(code).toBe(2);
     expect(stderr).toContain("socks.dns_timeout_ms: expected nothing here");
   }, 30_000);
 });
