@@ -3,12 +3,13 @@
 // SIGTERM/SIGINT. Not the proxy itself (src/proxy/, run inside each Worker by src/worker.ts).
 
 import packageJson from "../package.json" with { type: "json" };
-import { loadConfig } from "./config/cli.ts";
 import { CONFIG_EXIT_CODE } from "./config/errors.ts";
-import { formatHostPort, workerCount } from "./config/schema.ts";
-import { fileLimitWarning, openFileLimit } from "./limits.ts";
+import { loadConfig } from "./config/load.ts";
+import { workerCount } from "./config/schema.ts";
+import { fileLimitWarning, openFileLimit } from "./fd-limit.ts";
 import { createLogger } from "./log.ts";
 import { createPoolMemory } from "./pool/index.ts";
+import { formatHostPort } from "./protocol/host-port.ts";
 import { Supervisor } from "./supervisor.ts";
 
 const result = await loadConfig(Bun.argv.slice(2), process.env);
@@ -33,6 +34,7 @@ switch (result.kind) {
 
 const { config } = result;
 const log = createLogger({ level: config.log.level, format: config.log.format });
+for (const warning of result.warnings) log.warn(warning);
 const workers = workerCount(config.server);
 const memory = createPoolMemory(
   {

@@ -3,18 +3,20 @@
 // gracefully. Not the proxy: that runs inside each Worker (worker.ts).
 
 import { SHARE_ENV } from "node:worker_threads";
-import { type Config, formatHostPort } from "./config/schema.ts";
+import type { Config } from "./config/schema.ts";
+import { LIMITS } from "./limits.ts";
 import type { Logger } from "./log.ts";
 import type { FromWorker, ToWorker } from "./messages.ts";
 import type { PoolBackend, PoolMemory } from "./pool/index.ts";
+import { formatHostPort } from "./protocol/host-port.ts";
 import type { ListenerInfo } from "./proxy/server.ts";
 
-const RESTART_DELAY_MS_MIN = 100;
-const RESTART_DELAY_MS_MAX = 10_000;
-/** A Worker that stayed up this long is healthy again: its restart delay starts over. */
-const RESTART_HEALTHY_MS = 30_000;
-/** How long past shutdown_timeout_ms a Worker may take to report before it is terminated. */
-const STOP_MARGIN_MS = 2_000;
+const {
+  restart_delay_ms_min: RESTART_DELAY_MS_MIN,
+  restart_delay_ms_max: RESTART_DELAY_MS_MAX,
+  restart_healthy_ms: RESTART_HEALTHY_MS,
+  stop_margin_ms: STOP_MARGIN_MS,
+} = LIMITS;
 
 interface Ready {
   listeners: ListenerInfo[];

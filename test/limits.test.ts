@@ -1,7 +1,76 @@
-// The descriptor-limit warning, and that running out of descriptors never takes the proxy down.
+// The system's limits and their asserted relationships, the descriptor-limit warning, and that
+// running out of descriptors never takes the proxy down. Config-dependent relationships are in
+// test/config/relations.test.ts.
 
-import { expect, test } from "bun:test";
-import { fileLimitWarning, openFileLimit } from "../src/limits.ts";
+import { describe, expect, test } from "bun:test";
+import { AssertionError, assert } from "../src/assert.ts";
+import { fileLimitWarning, openFileLimit } from "../src/fd-limit.ts";
+import { LIMIT_INVARIANTS, LIMITS } from "../src/limits.ts";
+import { QUEUE_CAPACITY_MAX, QUEUE_CAPACITY_MIN } from "../src/pool/freelist/layout.ts";
+import { validatePoolOptions } from "../src/pool/index.ts";
+import {
+  AUTH_FIELD_BYTES_MAX,
+  AUTH_REQUEST_BYTES_MAX,
+  HANDSHAKE_BYTES_MAX,
+} from "../src/protocol/constants.ts";
+
+describe("limits", () => {
+  test("assert() crashes naming the invariant", () => {
+    expect(() => assert(true, "fine")).not.toThrow();
+    expect(() => assert(false, "two is less than one")).toThrow(
+      new AssertionError("two is less than one"),
+    );
+    expect(() => assert(false, "x")).toThrow("invariant broken: x");
+  });
+
+  test("every relationship between the constants is listed and holds", () => {
+    expect(LIMIT_INVARIANTS.map(([name]) => name)).toEqual([
+      "slot_bytes_min holds a whole handshake message",
+      "slot_bytes_min and slot_bytes_max are multiples of slot_bytes_align",
+      "pool_slots_min and pool_slots_max are powers of two",
+      "the queue's capacity range covers the pool's slot range",
+      "every pool the config accepts, createPool accepts",
+      "the smallest pool the config accepts fits in slab_bytes_max",
+      "the backlog range spans one smallest slot to the largest slab",
+      "a local cache (2 × local_batch) fits in the pool",
+      "every timeout fits setTimeout",
+      "a Worker's restart backoff is shorter than the time that makes it healthy again",
+    ]);
+    for (const [name, holds] of LIMIT_INVARIANTS) expect([name, holds]).toEqual([name, true]);
+  });
+
+  test("each relationship, restated from the numbers", () => {
+    expect(LIMITS.slot_bytes_min).toBeGreaterThanOrEqual(AUTH_REQUEST_BYTES_MAX);
+    expect(LIMITS.handshake_message_bytes_max).toBe(AUTH_REQUEST_BYTES_MAX);
+    expect(LIMITS.slot_bytes_min % LIMITS.slot_bytes_align).toBe(0);
+    expect(LIMITS.slot_bytes_max % LIMITS.slot_bytes_align).toBe(0);
+    expect(QUEUE_CAPACITY_MIN).toBeLessThanOrEqual(LIMITS.pool_api_slots_min);
+    expect(QUEUE_CAPACITY_MAX).toBeGreaterThanOrEqual(LIMITS.pool_slots_max);
+    expect(LIMITS.pool_api_slots_min).toBeLessThanOrEqual(LIMITS.pool_slots_min);
+    expect(LIMITS.backlog_bytes_max).toBeGreaterThanOrEqual(LIMITS.slab_bytes_max);
+    expect(2 * LIMITS.local_batch_max).toBeLessThanOrEqual(LIMITS.pool_slots_max);
+    for (const range of Object.values(LIMITS.timeouts)) {
+      expect(range.max_ms).toBeLessThanOrEqual(2 ** 31 - 1);
+    }
+  });
+
+  test("values that appear in two places are one value", () => {
+    expect(LIMITS.credential_bytes_max).toBe(AUTH_FIELD_BYTES_MAX);
+    expect(LIMITS.handshake_bytes_max).toBe(HANDSHAKE_BYTES_MAX);
+    // The pool library enforces the same maxima the config does.
+    const largest = { strategy: "queue", slots: LIMITS.pool_slots_max, slot_bytes: 4096 } as const;
+    expect(() => validatePoolOptions(largest)).not.toThrow();
+    expect(() => validatePoolOptions({ ...largest, slots: 2 * LIMITS.pool_slots_max })).toThrow(
+      `slots: expected a power of two from ${LIMITS.pool_api_slots_min} to ${LIMITS.pool_slots_max}`,
+    );
+    expect(() =>
+      validatePoolOptions({ ...largest, slots: 16, slot_bytes: LIMITS.slot_bytes_max + 1 }),
+    ).toThrow(`slot_bytes: expected an integer from 1 to ${LIMITS.slot_bytes_max}`);
+    expect(() => validatePoolOptions({ ...largest, slot_bytes: 8192 })).toThrow(
+      `slots × slot_bytes: expected at most ${LIMITS.slab_bytes_max} bytes`,
+    );
+  });
+});
 
 const LIMITS_SAMPLE = `Limit                     Soft Limit           Hard Limit           Units
 Max cpu time              unlimited            unlimited            seconds

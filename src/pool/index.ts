@@ -5,9 +5,13 @@
 //                        │ postMessage (structured clone shares the SABs)
 //   every thread: attachPool(memory) ──▶ BufferPool with this thread's views, counters and caches
 
+import { LIMITS } from "../limits.ts";
 import type { Logger } from "../log.ts";
+import { queueBytes } from "./freelist/layout.ts";
+import { loadNative, NativeRing, nativeInitRing } from "./freelist/native.ts";
+import { initRing, isPowerOfTwo, type SlotQueue, TsRing } from "./freelist/ring.ts";
+import type { SlabPoolInit } from "./slab-pool.ts";
 import { ALLOC_BUDGET_BYTES, AllocPool } from "./strategies/alloc.ts";
-import { QUEUE_CAPACITY_MAX, QUEUE_CAPACITY_MIN, queueBytes } from "./freelist/layout.ts";
 import { LocalPool } from "./strategies/local.ts";
 import {
   initLockedStack,
@@ -16,27 +20,21 @@ import {
   lockedStackWords,
 } from "./strategies/locked-stack.ts";
 import { FutexMutex } from "./strategies/mutex.ts";
-import { loadNative, NativeRing, nativeInitRing } from "./freelist/native.ts";
-import { QueuePool } from "./strategies/queue.ts";
-import { initRing, isPowerOfTwo, type SlotQueue, TsRing } from "./freelist/ring.ts";
-import type { SlabPoolInit } from "./slab-pool.ts";
-import { SpinLock } from "./strategies/spinlock.ts";
 import { isStrategyName, STRATEGY_NAMES, type StrategyName } from "./strategies/names.ts";
+import { QueuePool } from "./strategies/queue.ts";
+import { SpinLock } from "./strategies/spinlock.ts";
 import { type BufferPool, type PoolBackend, PoolError } from "./types.ts";
 
 export * from "./strategies/names.ts";
 export * from "./types.ts";
 
-export const POOL_SLOTS_MIN = 2;
-export const POOL_SLOTS_MAX = 1 << 20;
-export const SLOT_BYTES_MAX = 1 << 20;
-/** Largest slab: a SharedArrayBuffer must stay addressable, and this is far above any sane pool. */
-export const SLAB_BYTES_MAX = 2 ** 32;
-
-// The free-list ring holds every slot, so it must be able to hold every allowed pool.
-if (QUEUE_CAPACITY_MAX < POOL_SLOTS_MAX || QUEUE_CAPACITY_MIN > POOL_SLOTS_MIN) {
-  throw new Error("assert: the queue's capacity range covers the pool's slot range");
-}
+// Bounds come from src/limits.ts, which also asserts that the free-list ring can hold every pool
+// allowed here. createPool accepts smaller pools than the config does (tests and benchmarks).
+const SLOTS_MIN = LIMITS.pool_api_slots_min;
+const SLOTS_MAX = LIMITS.pool_slots_max;
+const SLOT_BYTES_MIN = LIMITS.pool_api_slot_bytes_min;
+const SLOT_BYTES_MAX = LIMITS.slot_bytes_max;
+const SLAB_BYTES_MAX = LIMITS.slab_bytes_max;
 
 export interface PoolOptions {
   strategy: StrategyName;
@@ -77,13 +75,13 @@ export function validatePoolOptions(options: PoolOptions): void {
       `strategy: expected one of ${STRATEGY_NAMES.join(", ")}, got ${JSON.stringify(strategy)}`,
     );
   }
-  if (!isPowerOfTwo(slots) || slots < POOL_SLOTS_MIN || slots > POOL_SLOTS_MAX) {
-    problems.push(
-      `slots: expected a power of two from ${POOL_SLOTS_MIN} to ${POOL_SLOTS_MAX}, got ${slots}`,
-    );
+  if (!isPowerOfTwo(slots) || slots < SLOTS_MIN || slots > SLOTS_MAX) {
+    problems.push(`slots: expected a power of two from ${SLOTS_MIN} to ${SLOTS_MAX}, got ${slots}`);
   }
-  if (!Number.isInteger(slotBytes) || slotBytes < 1 || slotBytes > SLOT_BYTES_MAX) {
-    problems.push(`slot_bytes: expected an integer from 1 to ${SLOT_BYTES_MAX}, got ${slotBytes}`);
+  if (!Number.isInteger(slotBytes) || slotBytes < SLOT_BYTES_MIN || slotBytes > SLOT_BYTES_MAX) {
+    problems.push(
+      `slot_bytes: expected an integer from ${SLOT_BYTES_MIN} to ${SLOT_BYTES_MAX}, got ${slotBytes}`,
+    );
   }
   if (slots * slotBytes > SLAB_BYTES_MAX) {
     problems.push(

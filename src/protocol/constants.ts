@@ -59,6 +59,10 @@ export const AuthStatus = {
 export const IPV4_BYTES = 4;
 export const IPV6_BYTES = 16;
 export const PORT_BYTES = 2; // big-endian (network order)
+/** Largest port: PORT_BYTES unsigned. */
+export const PORT_MAX = 0xffff;
+/** Longest DNS name in dotted form (RFC 1035: 255 octets on the wire). */
+export const HOST_NAME_BYTES_MAX = 253;
 export const DOMAIN_BYTES_MAX = 255; // one length byte
 export const METHODS_MAX = 255; // one NMETHODS byte
 export const AUTH_FIELD_BYTES_MAX = 255; // one ULEN / PLEN byte

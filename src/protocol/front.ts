@@ -3,8 +3,8 @@
 // another. Not I/O: the pipeline (src/proxy/connection.ts) owns the sockets, the buffering of a
 // message split across reads, the dial and every log line.
 
-import type { HandshakeFailureCode } from "./failures.ts";
 import type { ProtocolError } from "./errors.ts";
+import type { HandshakeFailureCode } from "./failures.ts";
 
 /** Where the client wants to go. `host` is an IP literal or a domain, unresolved. */
 export interface DialRequest {

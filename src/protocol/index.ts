@@ -8,6 +8,8 @@ export {
   encodeAuthReply,
   encodeAuthRequest,
 } from "./auth.ts";
+export * from "./constants.ts";
+export { type Decoded, ProtocolError, type ProtocolErrorCode } from "./errors.ts";
 export {
   dialFailure,
   type Failure,
@@ -16,9 +18,7 @@ export {
   type Outcome,
   replyForConnectError,
 } from "./failures.ts";
-export * from "./constants.ts";
 export type { DialRequest, FrontProtocol, FrontStep } from "./front.ts";
-export { type Decoded, ProtocolError, type ProtocolErrorCode } from "./errors.ts";
 export {
   chooseMethod,
   decodeGreeting,
@@ -27,7 +27,15 @@ export {
   encodeMethodSelection,
   type Greeting,
 } from "./greeting.ts";
-export { formatIPv4, formatIPv6, parseIPv4, parseIPv6 } from "./ip.ts";
+export { formatHostPort, type HostPort, parseHostPort } from "./host-port.ts";
+export {
+  formatIPv4,
+  formatIPv6,
+  type IPLiteral,
+  parseIPLiteral,
+  parseIPv4,
+  parseIPv6,
+} from "./ip.ts";
 export {
   addressFromHost,
   decodeReply,

@@ -79,6 +79,24 @@ function writeGroup(bytes: Uint8Array, index: number, group: number): void {
   bytes[index * 2 + 1] = group & 0xff;
 }
 
+/** An IP literal as written in a host field. `zone` is the text after '%' of a scoped IPv6. */
+export type IPLiteral =
+  | { readonly family: 4; readonly bytes: Uint8Array }
+  | { readonly family: 6; readonly bytes: Uint8Array; readonly zone: string | undefined };
+
+/**
+ * IPv4, or IPv6 with an optional zone ("fe80::1%eth0"), → its bytes; null for anything else (a
+ * name). The one test of "is this an IP address" used by the codec, the config and the tests.
+ */
+export function parseIPLiteral(text: string): IPLiteral | null {
+  const ipv4 = parseIPv4(text);
+  if (ipv4 !== null) return { family: 4, bytes: ipv4 };
+  const percent = text.indexOf("%");
+  const ipv6 = parseIPv6(percent === -1 ? text : text.slice(0, percent));
+  if (ipv6 === null) return null;
+  return { family: 6, bytes: ipv6, zone: percent === -1 ? undefined : text.slice(percent + 1) };
+}
+
 /** 4 bytes → "192.0.2.1". */
 export function formatIPv4(bytes: Uint8Array): string {
   if (bytes.length !== IPV4_BYTES) throw new RangeError(`IPv4 needs 4 bytes, got ${bytes.length}`);

@@ -24,7 +24,7 @@ import {
   ProtocolError,
   socksVersionError,
 } from "./errors.ts";
-import { formatIPv4, formatIPv6, parseIPv4, parseIPv6 } from "./ip.ts";
+import { formatIPv4, formatIPv6, parseIPLiteral, parseIPv4, parseIPv6 } from "./ip.ts";
 
 /**
  * A destination or bound address. `host` is dotted IPv4, canonical IPv6 (RFC 5952, see ip.ts) or
@@ -130,10 +130,9 @@ export function decodeReply(input: Uint8Array): Decoded<SocksReply> {
  * bytes, or containing NUL).
  */
 export function addressFromHost(host: string): SocksAddress {
-  if (parseIPv4(host) !== null) return { type: "ipv4", host };
-  const zone = host.indexOf("%");
-  const ipv6 = parseIPv6(zone === -1 ? host : host.slice(0, zone));
-  if (ipv6 !== null) return { type: "ipv6", host: formatIPv6(ipv6) };
+  const ip = parseIPLiteral(host);
+  if (ip?.family === 4) return { type: "ipv4", host };
+  if (ip?.family === 6) return { type: "ipv6", host: formatIPv6(ip.bytes) };
   domainBytes(host); // validates
   return { type: "domain", host };
 }

@@ -22,9 +22,10 @@
 // are already elsewhere.
 
 import type { Socket, SocketHandler } from "bun";
-import { type Config, formatHostPort } from "../config/schema.ts";
+import type { Config } from "../config/schema.ts";
 import type { Logger } from "../log.ts";
 import type { BufferPool } from "../pool/index.ts";
+import { formatHostPort } from "../protocol/host-port.ts";
 import {
   type DialRequest,
   dialFailure,
@@ -160,7 +161,7 @@ export class Connection implements PipeOwner {
   /** Resolves and connects. Abandoned when the connection leaves the dial stage meanwhile
    *  (deadline, client gone): a late upstream socket is then closed by connectAny. */
   private async dial(request: DialRequest): Promise<void> {
-    const { dns_timeout_ms, connect_timeout_ms } = this.ctx.config.socks;
+    const { dns_timeout_ms, connect_timeout_ms } = this.ctx.config.upstream;
     this.stage = "dial";
     this.target = formatHostPort(request.host, request.port);
     this.connectDeadline = performance.now() + dns_timeout_ms + connect_timeout_ms;

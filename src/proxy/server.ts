@@ -3,9 +3,10 @@
 // close. Not process supervision (supervisor.ts) and not config parsing (src/config/).
 
 import type { Socket, TCPSocketListener, TCPSocketListenOptions } from "bun";
-import { type Config, parseHostPort } from "../config/schema.ts";
+import type { Config } from "../config/schema.ts";
 import type { Logger } from "../log.ts";
 import type { BufferPool, PoolStats } from "../pool/index.ts";
+import { parseHostPort } from "../protocol/host-port.ts";
 import {
   AUTH_REQUEST_BYTES_MAX,
   type DialRequest,
@@ -63,7 +64,7 @@ const SWEEP_MS_MAX = 1000;
 function sweepInterval(config: Config): number {
   const timeouts = [
     config.socks.handshake_timeout_ms,
-    config.socks.connect_timeout_ms,
+    config.upstream.connect_timeout_ms,
     config.relay.fin_timeout_ms,
     config.relay.idle_timeout_ms || Number.POSITIVE_INFINITY,
   ];

@@ -2,16 +2,15 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { FLAGS } from "../../src/config/flags.ts";
+import { EXAMPLE_ARGV, EXAMPLE_TOML, helpText } from "../../src/config/help.ts";
+import { type ResolveResult, readConfigFile, resolveConfig } from "../../src/config/load.ts";
 import {
-  EXAMPLE_ARGV,
-  EXAMPLE_TOML,
-  FLAGS,
-  helpText,
-  type ResolveResult,
-  readConfigFile,
-  resolveConfig,
-} from "../../src/config/cli.ts";
-import { type Config, DEFAULT_CONFIG, validateConfig } from "../../src/config/schema.ts";
+  CONFIG_SECTIONS,
+  type Config,
+  DEFAULT_CONFIG,
+  validateConfig,
+} from "../../src/config/schema.ts";
 
 /** An in-memory file system: path → contents. */
 function files(contents: Record<string, string>) {
@@ -371,12 +370,45 @@ describe("--help and --version", () => {
       "[server]",
       "[socks]",
       "[[socks.users]]",
+      "[upstream]",
       "[[forward]]",
       "[relay]",
       "[pool]",
       "[log]",
     ]) {
       expect(help).toContain(section);
+    }
+  });
+
+  test("the help is generated: every flag and every config key of the tables appears", () => {
+    const help = helpText();
+    for (const flag of FLAGS) expect(help).toContain(`--${flag.name}`);
+    for (const flag of FLAGS) expect(help).toContain(flag.description.split(" ")[0]!);
+    for (const section of CONFIG_SECTIONS) {
+      const header = section.array ? `[[${section.name}]]` : `[${section.name}]`;
+      const line = help.split("\n").find((text) => text.startsWith(`  ${header} `));
+      expect(line).toBeDefined();
+      const block = help.slice(help.indexOf(line!)).split(/\n {2}\[/)[0]!;
+      for (const key of section.keys) expect(block).toContain(key);
+    }
+  });
+
+  test("the deprecated socks.* timeouts are not offered under [socks]", () => {
+    const socksLine = helpText()
+      .split("\n")
+      .find((line) => line.startsWith("  [socks] "));
+    expect(socksLine).not.toContain("connect_timeout_ms");
+    expect(helpText()).toContain("connect_timeout_ms = 10000");
+  });
+
+  test("the README's Usage table and Config file section list every flag and key", async () => {
+    const readme = await Bun.file(new URL("../../README.md", import.meta.url)).text();
+    const usage = readme.slice(readme.indexOf("## Usage"), readme.indexOf("### Config file"));
+    const file = readme.slice(readme.indexOf("### Config file"), readme.indexOf("### Logs"));
+    for (const flag of FLAGS) expect(usage).toContain(`--${flag.name}`);
+    for (const section of CONFIG_SECTIONS) {
+      expect(file).toContain(section.array ? `[[${section.name}]]` : `[${section.name}]`);
+      for (const key of section.keys) expect(file).toContain(key);
     }
   });
 

@@ -2,13 +2,11 @@ import { describe, expect, test } from "bun:test";
 import { ConfigError, formatIssue } from "../../src/config/errors.ts";
 import {
   DEFAULT_CONFIG,
-  formatHostPort,
-  LIMITS,
   parseConfig,
-  parseHostPort,
   validateConfig,
   workerCount,
 } from "../../src/config/schema.ts";
+import { LIMITS } from "../../src/limits.ts";
 import { STRATEGY_NAMES } from "../../src/pool/strategies/names.ts";
 
 /** The problem lines for a raw config, or [] when it is valid. */
@@ -27,9 +25,8 @@ describe("defaults", () => {
         auth: "none",
         users: [],
         handshake_timeout_ms: 10_000,
-        connect_timeout_ms: 10_000,
-        dns_timeout_ms: 5_000,
       },
+      upstream: { connect_timeout_ms: 10_000, dns_timeout_ms: 5_000 },
       forward: [],
       relay: { idle_timeout_ms: 300_000, fin_timeout_ms: 30_000, backlog_bytes_max: 262_144 },
       pool: { strategy: "local", slots: 4096, slot_bytes: 16_384, checked: false, local_batch: 32 },
@@ -95,9 +92,11 @@ describe("every problem is listed at once", () => {
 
 describe("pool limits", () => {
   test("slots must be a power of two in range", () => {
-    for (const slots of [16, 4096, 1 << 20]) {
+    for (const slots of [16, 4096]) {
       expect(problems({ pool: { slots, local_batch: 8 } })).toEqual([]);
     }
+    // The most slots, with slot_bytes small enough that the slab stays within 4 GiB.
+    expect(problems({ pool: { slots: 1 << 20, slot_bytes: 4096, local_batch: 8 } })).toEqual([]);
     for (const slots of [0, 8, 1000, 4095, 1 << 21, 4096.5, -4096]) {
       expect(problems({ pool: { slots } })).toEqual([
         `pool.slots: expected a power of two between 16 and 1048576, got ${slots}`,
@@ -172,7 +171,7 @@ describe("unknown keys", () => {
       }),
     ).toEqual([
       'forward[0].tagret: unknown option (did you mean "target"?)',
-      "proxy: unknown option (known options: server, socks, forward, relay, pool, log)",
+      "proxy: unknown option (known options: server, socks, upstream, forward, relay, pool, log)",
     ]);
   });
 
@@ -275,36 +274,6 @@ describe("listeners", () => {
   });
 });
 
-describe("parseHostPort", () => {
-  test.each([
-    ["127.0.0.1:1080", "127.0.0.1", 1080],
-    ["[::1]:1080", "::1", 1080],
-    ["[fe80::1%eth0]:80", "fe80::1%eth0", 80],
-    ["[::ffff:10.0.0.1]:443", "::ffff:10.0.0.1", 443],
-    ["example.com:0", "example.com", 0],
-    ["db_primary.internal:65535", "db_primary.internal", 65535],
-  ])("%s is host %s port %d", (text, host, port) => {
-    expect(parseHostPort(text)).toEqual({ host, port });
-  });
-
-  test.each([
-    "::1:80", // unbracketed IPv6
-    "[::1]", // no port
-    "[nope]:80", // brackets around something that is not IPv6
-    "127.0.0.1:65536",
-    "127.0.0.1:70000",
-    "999.0.0.1:80",
-    "1.2.3:80",
-    ":80",
-    "host:",
-    "host:80x",
-    "two words:80",
-    `${"a".repeat(254)}:80`,
-  ])("%s is refused", (text) => {
-    expect(parseHostPort(text)).toBeNull();
-  });
-});
-
 describe("workerCount", () => {
   test("0 means one per CPU, capped; any other value is used as is", () => {
     expect(workerCount({ ...DEFAULT_CONFIG.server, workers: 0 }, 6)).toBe(6);
@@ -312,13 +281,4 @@ describe("workerCount", () => {
     expect(workerCount({ ...DEFAULT_CONFIG.server, workers: 0 }, 0)).toBe(1);
     expect(workerCount({ ...DEFAULT_CONFIG.server, workers: 3 }, 6)).toBe(3);
   });
-});
-
-test("formatHostPort is the inverse of parseHostPort, bracketing IPv6", () => {
-  expect(formatHostPort("127.0.0.1", 1080)).toBe("127.0.0.1:1080");
-  expect(formatHostPort("::1", 0)).toBe("[::1]:0");
-  for (const text of ["127.0.0.1:1080", "[::1]:443", "localhost:80", "[2001:db8::1]:65535"]) {
-    const parsed = parseHostPort(text)!;
-    expect(formatHostPort(parsed.host, parsed.port)).toBe(text);
-  }
 });

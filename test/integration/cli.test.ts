@@ -6,7 +6,7 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { FLAGS } from "../../src/config/cli.ts";
+import { FLAGS } from "../../src/config/flags.ts";
 import { text } from "../support/bytes.ts";
 import { cleanup } from "../support/cleanup.ts";
 import { runCli, spawnProxy } from "../support/proxy-process.ts";

@@ -8,9 +8,9 @@
 import { dlopen, FFIType, type Pointer, ptr, suffix } from "bun:ffi";
 import { tmpdir } from "node:os";
 import { fileURLToPath } from "node:url";
+import { PoolError } from "../types.ts";
 import { LAYOUT_FIELDS, type LayoutField } from "./layout.ts";
 import { type BatchBuffer, freeListFull, type SlotQueue } from "./ring.ts";
-import { PoolError } from "../types.ts";
 
 const SYMBOLS = {
   sp_version: { args: [], returns: FFIType.u32 },

@@ -16,6 +16,7 @@
 // - ABA cannot occur: a cell's sequence advances by capacity per lap, and positions are compared as
 //   signed 32-bit differences, exact while capacity <= 2^30 (QUEUE_CAPACITY_MAX is 2^28).
 
+import { PoolError } from "../types.ts";
 import { BACKOFF_ROUNDS_100MS, backoff } from "./backoff.ts";
 import {
   CELL_BYTES,
@@ -34,7 +35,6 @@ import {
   QUEUE_MAGIC,
   queueBytes,
 } from "./layout.ts";
-import { PoolError } from "../types.ts";
 
 /** A batch of indices in memory native code can also reach (`address` is 0 for TypeScript queues). */
 export interface BatchBuffer {

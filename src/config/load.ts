@@ -1,0 +1,209 @@
+// Loading: argv and $SOCKPOOL_CONFIG to a validated Config plus start-up warnings. Defaults ← TOML
+// file ← flags, then ONE validation of the merged whole, so every problem in the file and on the
+// command line is listed in a single run. Not the flag table (flags.ts), not the schema (schema.ts)
+// and not printing or exiting: main prints what this returns.
+//
+//   argv ──parseArgs(tokens)──▶ flag problems, --help / --version
+//     │
+//     ├─ --config FILE (or $SOCKPOOL_CONFIG) ──readFile──▶ Bun.TOML.parse ──▶ raw table
+//     ├─ flags applied on top of the raw table; each records the path it set and its own name
+//     └─ ConfigSchema on the merged table ──▶ issues named by flag where a flag set the value
+
+import { parseArgs } from "node:util";
+import { formatIssue, formatPath, issueKeys } from "./errors.ts";
+import { CONFIG_ENV_VAR, type Draft, FLAGS, FLAGS_BY_NAME, type FlagDefinition } from "./flags.ts";
+import { helpText } from "./help.ts";
+import { renamedOptionWarnings } from "./renamed.ts";
+import { type Config, validateConfig } from "./schema.ts";
+
+export { CONFIG_ENV_VAR };
+
+/** Returns the file's text, or undefined when there is no such file. Other failures throw. */
+export type ReadFile = (path: string) => Promise<string | undefined>;
+
+export type ResolveResult =
+  /** `warnings` (deprecated keys, …) are logged at start-up once the logger exists. */
+  | { kind: "config"; config: Config; warnings: string[] }
+  | { kind: "help"; text: string }
+  | { kind: "version" }
+  | { kind: "error"; problems: string[] };
+
+export interface ResolveOptions {
+  /** Arguments after the program name. */
+  readonly argv: readonly string[];
+  readonly readFile: ReadFile;
+  /** Only SOCKPOOL_CONFIG is read: the config file to use when --config is not given. */
+  readonly env?: Readonly<Record<string, string | undefined>>;
+}
+
+// ── argv ───────────────────────────────────────────────────────────────────────────────────────
+
+interface FlagUse {
+  readonly definition: FlagDefinition;
+  readonly rawName: string;
+  readonly value: string;
+}
+
+/**
+ * util.parseArgs runs with strict: false and its tokens are checked here with the same rules as
+ * strict mode (unknown flags, missing values, values on switches, positionals), because strict
+ * mode throws at the first problem and this lists them all.
+ */
+function readArgv(argv: readonly string[], problems: string[]): FlagUse[] {
+  const options: Record<string, { type: "string" | "boolean"; short?: string }> = {};
+  for (const definition of FLAGS) {
+    options[definition.name] = {
+      type: definition.value === undefined ? "boolean" : "string",
+      ...(definition.short === undefined ? {} : { short: definition.short }),
+    };
+  }
+  const { tokens } = parseArgs({
+    args: [...argv],
+    options,
+    strict: false,
+    allowPositionals: true,
+    tokens: true,
+  });
+  const uses: FlagUse[] = [];
+  for (const token of tokens) {
+    if (token.kind === "option-terminator") continue;
+    if (token.kind === "positional") {
+      problems.push(
+        `${JSON.stringify(token.value)}: unexpected argument (sockpool takes only options; see sockpool --help)`,
+      );
+      continue;
+    }
+    const definition = FLAGS_BY_NAME.get(token.name);
+    if (definition === undefined) {
+      problems.push(`${token.rawName}: unknown option (see sockpool --help)`);
+      continue;
+    }
+    if (definition.value === undefined) {
+      if (token.value !== undefined) {
+        problems.push(`${token.rawName}: takes no value, got ${JSON.stringify(token.value)}`);
+        continue;
+      }
+      uses.push({ definition, rawName: token.rawName, value: "" });
+      continue;
+    }
+    if (token.value === undefined) {
+      problems.push(`${token.rawName}: expected a value (${definition.value}), got nothing`);
+      continue;
+    }
+    if (!token.inlineValue && token.value.startsWith("-")) {
+      // "--workers --pool-slots 64": almost surely a forgotten value, as strict parseArgs says.
+      problems.push(
+        `${token.rawName}: expected a value (${definition.value}), got option ${JSON.stringify(token.value)} (write ${token.rawName}=VALUE for a value starting with '-')`,
+      );
+      continue;
+    }
+    uses.push({ definition, rawName: token.rawName, value: token.value });
+  }
+  return uses;
+}
+
+// ── Resolution ─────────────────────────────────────────────────────────────────────────────────
+
+const TOML_ERROR_PREFIX = "TOML Parse error: ";
+
+async function readConfigTable(
+  path: string,
+  readFile: ReadFile,
+): Promise<{ table: Record<string, unknown> } | { problem: string }> {
+  let text: string | undefined;
+  try {
+    text = await readFile(path);
+  } catch (error) {
+    return { problem: `config file ${path}: cannot read: ${errorMessage(error)}` };
+  }
+  if (text === undefined) return { problem: `config file ${path}: not found` };
+  try {
+    return { table: Bun.TOML.parse(text) as Record<string, unknown> };
+  } catch (error) {
+    const message = errorMessage(error);
+    const shown = message.startsWith(TOML_ERROR_PREFIX)
+      ? message.slice(TOML_ERROR_PREFIX.length)
+      : message;
+    return { problem: `config file ${path}: invalid TOML: ${shown}` };
+  }
+}
+
+function errorMessage(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+function labelFor(draft: Draft, keys: readonly unknown[]): string | undefined {
+  for (let length = keys.length; length > 0; length--) {
+    const label = draft.labels.get(formatPath(keys.slice(0, length)));
+    if (label !== undefined) return label;
+  }
+  return undefined;
+}
+
+function isUnder(path: string, ancestor: string): boolean {
+  return path === ancestor || path.startsWith(`${ancestor}.`) || path.startsWith(`${ancestor}[`);
+}
+
+/** Pure apart from the injected readFile: argv (+ file) to a validated Config or every problem. */
+export async function resolveConfig(options: ResolveOptions): Promise<ResolveResult> {
+  const problems: string[] = [];
+  const uses = readArgv(options.argv, problems);
+  const named = (name: string) => uses.filter((use) => use.definition.name === name);
+
+  if (named("help").length > 0) return { kind: "help", text: helpText() };
+  if (named("version").length > 0) return { kind: "version" };
+
+  const configPath = named("config").at(-1)?.value ?? (options.env?.[CONFIG_ENV_VAR] || undefined);
+  let root: Record<string, unknown> = {};
+  let fileRead = true;
+  if (configPath !== undefined) {
+    const loaded = await readConfigTable(configPath, options.readFile);
+    if ("problem" in loaded) {
+      problems.push(loaded.problem);
+      fileRead = false;
+    } else {
+      root = loaded.table;
+    }
+  }
+
+  // Both: say so once, and apply only --socks so nothing downstream reacts to the conflict.
+  const socksClash = named("socks").length > 0 && named("no-socks").length > 0;
+  if (socksClash) problems.push("--socks, --no-socks: expected one or the other, got both");
+
+  const draft: Draft = { root, labels: new Map(), reported: [], problems };
+  for (const use of uses) {
+    if (socksClash && use.definition.name === "no-socks") continue;
+    use.definition.apply?.(draft, use.value, use.rawName);
+  }
+
+  const result = validateConfig(draft.root);
+  if (!result.success) {
+    for (const issue of result.issues) {
+      const keys = issueKeys(issue);
+      const path = formatPath(keys);
+      if (draft.reported.some((reported) => isUnder(path, reported))) continue;
+      const label = labelFor(draft, keys);
+      // Without the file, problems with defaults standing in for it would mislead: keep only
+      // those about values the flags set.
+      if (!fileRead && label === undefined) continue;
+      problems.push(formatIssue(issue, label));
+    }
+  }
+  if (problems.length > 0 || !result.success) return { kind: "error", problems };
+  return { kind: "config", config: result.output, warnings: renamedOptionWarnings(draft.root) };
+}
+
+/** The real file reader: Bun.file, with "no such file" as undefined. */
+export const readConfigFile: ReadFile = async (path) => {
+  const file = Bun.file(path);
+  if (!(await file.exists())) return undefined;
+  return await file.text();
+};
+
+/** resolveConfig with the real file system and environment. */
+export function loadConfig(
+  argv: readonly string[] = Bun.argv.slice(2),
+  env: Readonly<Record<string, string | undefined>> = process.env,
+): Promise<ResolveResult> {
+  return resolveConfig({ argv, readFile: readConfigFile, env });
+}

@@ -1,0 +1,184 @@
+// Checks across config fields: each relationship is a config error on one field, saying what would
+// fit. Not the single-field ranges (schema.ts, from src/limits.ts) nor relationships between
+// constants (asserted at load in src/limits.ts).
+//
+// Each check runs only when the fields it reads are individually valid (the isValidAt guard), so it
+// never piles a second complaint onto a bad field.
+
+import * as v from "valibot";
+import { LIMITS } from "../limits.ts";
+import { type HostPort, parseHostPort } from "../protocol/host-port.ts";
+import { parseIPLiteral } from "../protocol/ip.ts";
+import { formatPath } from "./errors.ts";
+import { getPath, issuePath, isValidAt, type PathKey } from "./fields.ts";
+import { newPath, oldPath, RENAMED_OPTIONS } from "./renamed.ts";
+import type { RootOutput } from "./schema.ts";
+
+type Keys = readonly [PathKey, ...PathKey[]];
+type Context = v.RawCheckContext<RootOutput>;
+
+export interface Relation {
+  /** The fields read; the check runs only when every one of them is valid on its own. */
+  readonly reads: readonly Keys[];
+  /** The field a problem is reported on (and named after the flag that set it, if one did). */
+  readonly blame: Keys;
+  readonly holds: (root: RootOutput) => boolean;
+  /** The "expected …" phrase, which may quote the other values. */
+  readonly expected: (root: RootOutput) => string;
+}
+
+/** Every relationship between fields, in the order their problems are listed. */
+export const RELATIONS: readonly Relation[] = [
+  {
+    reads: [
+      ["pool", "slots"],
+      ["pool", "slot_bytes"],
+    ],
+    blame: ["pool", "slots"],
+    holds: ({ pool }) => pool.slots * pool.slot_bytes <= LIMITS.slab_bytes_max,
+    expected: ({ pool }) =>
+      `at most ${LIMITS.slab_bytes_max} / pool.slot_bytes (${Math.floor(LIMITS.slab_bytes_max / pool.slot_bytes)}, so the slab fits in 4 GiB)`,
+  },
+  {
+    reads: [
+      ["relay", "backlog_bytes_max"],
+      ["pool", "slots"],
+      ["pool", "slot_bytes"],
+    ],
+    blame: ["relay", "backlog_bytes_max"],
+    holds: ({ relay, pool }) =>
+      relay.backlog_bytes_max >= pool.slot_bytes &&
+      relay.backlog_bytes_max <= pool.slots * pool.slot_bytes,
+    expected: ({ pool }) =>
+      `between pool.slot_bytes (${pool.slot_bytes}) and pool.slots × pool.slot_bytes (${pool.slots * pool.slot_bytes})`,
+  },
+  {
+    reads: [
+      ["pool", "local_batch"],
+      ["pool", "slots"],
+    ],
+    blame: ["pool", "local_batch"],
+    holds: ({ pool }) => 2 * pool.local_batch <= pool.slots,
+    expected: ({ pool }) =>
+      `at most pool.slots / 2 (${pool.slots / 2}; a Worker caches up to 2 × local_batch slots)`,
+  },
+  {
+    reads: [
+      ["socks", "auth"],
+      ["socks", "users"],
+    ],
+    blame: ["socks", "users"],
+    holds: ({ socks }) => socks.auth !== "password" || socks.users.length > 0,
+    expected: () =>
+      `at least one user when socks.auth = "password" (add [[socks.users]] or --socks-user USER:PASS)`,
+  },
+  {
+    reads: [
+      ["socks", "auth"],
+      ["socks", "users"],
+    ],
+    blame: ["socks", "auth"],
+    holds: ({ socks }) => socks.auth === "password" || socks.users.length === 0,
+    expected: () => `"password" when socks.users is not empty (otherwise the users are ignored)`,
+  },
+  {
+    reads: [["socks", "enabled"], ["forward"]],
+    blame: ["forward"],
+    holds: ({ socks, forward }) => socks.enabled || forward.length > 0,
+    expected: () =>
+      "at least one [[forward]] entry when socks.enabled = false (nothing would listen)",
+  },
+  // An old key and its new name together: which one was meant is anyone's guess.
+  ...RENAMED_OPTIONS.map(
+    (option): Relation => ({
+      reads: [oldPath(option), newPath(option)],
+      blame: oldPath(option),
+      holds: (root) =>
+        getPath(root, oldPath(option)) === undefined ||
+        getPath(root, newPath(option)) === undefined,
+      expected: () =>
+        `nothing here when ${formatPath(newPath(option))} is set (this is its deprecated old name: delete it)`,
+    }),
+  ),
+];
+
+function checkRelation(relation: Relation, { dataset, addIssue }: Context): void {
+  if (!relation.reads.every((keys) => isValidAt(dataset.issues, keys))) return;
+  const root = dataset.value as RootOutput; // the fields read are valid (checked above)
+  if (relation.holds(root)) return;
+  addIssue({
+    message: relation.expected(root),
+    input: getPath(root, relation.blame),
+    path: issuePath(root, relation.blame),
+  });
+}
+
+/** An unspecified address ("0.0.0.0", "::") binds every address, so it overlaps them all. */
+function isWildcard(host: string): boolean {
+  return parseIPLiteral(host)?.bytes.every((byte) => byte === 0) ?? false;
+}
+
+function sameListenAddress(left: HostPort, right: HostPort): boolean {
+  if (left.port === 0 || left.port !== right.port) return false; // port 0: each bind gets its own
+  const leftHost = left.host.toLowerCase();
+  const rightHost = right.host.toLowerCase();
+  return leftHost === rightHost || isWildcard(leftHost) || isWildcard(rightHost);
+}
+
+// With reusePort, a second bind of the same address succeeds silently and the kernel then splits
+// connections between the two listeners, so duplicates are caught here instead. Names are compared
+// as written ("localhost" and "127.0.0.1" are not resolved).
+function distinctListenAddresses({ dataset, addIssue }: Context): void {
+  const root: unknown = dataset.value;
+  const seen: { keys: Keys; address: HostPort }[] = [];
+  const candidates: Keys[] = [];
+  if (getPath(root, ["socks", "enabled"]) === true) candidates.push(["socks", "listen"]);
+  const forwards = getPath(root, ["forward"]);
+  if (Array.isArray(forwards)) {
+    for (let index = 0; index < forwards.length; index++)
+      candidates.push(["forward", index, "listen"]);
+  }
+  for (const keys of candidates) {
+    const text = getPath(root, keys);
+    const address = typeof text === "string" ? parseHostPort(text) : null;
+    if (address === null || !isValidAt(dataset.issues, keys)) continue;
+    const clash = seen.find((earlier) => sameListenAddress(earlier.address, address));
+    if (clash === undefined) {
+      seen.push({ keys, address });
+      continue;
+    }
+    addIssue({
+      message: `an address not already used by ${formatPath(clash.keys)}`,
+      input: text,
+      path: issuePath(root, keys),
+    });
+  }
+}
+
+function distinctUsernames({ dataset, addIssue }: Context): void {
+  const root: unknown = dataset.value;
+  const users = getPath(root, ["socks", "users"]);
+  if (!Array.isArray(users)) return;
+  const firstIndexByName = new Map<string, number>();
+  users.forEach((_, index) => {
+    const keys: Keys = ["socks", "users", index, "username"];
+    const username = getPath(root, keys);
+    if (typeof username !== "string" || !isValidAt(dataset.issues, keys)) return;
+    const first = firstIndexByName.get(username);
+    if (first === undefined) firstIndexByName.set(username, index);
+    else {
+      addIssue({
+        message: `a username not already used by socks.users[${first}]`,
+        input: username,
+        path: issuePath(root, keys),
+      });
+    }
+  });
+}
+
+/** Every check across fields, as one step of the schema's pipe. */
+export const crossFieldChecks = v.rawCheck<RootOutput>((context) => {
+  for (const relation of RELATIONS) checkRelation(relation, context);
+  distinctListenAddresses(context);
+  distinctUsernames(context);
+});

@@ -1,0 +1,94 @@
+// Relationships between config fields: each is a config error naming the field and the fix, never
+// a crash at start. Not the single-field ranges (schema.test.ts) nor the constants (limits.test.ts).
+
+import { describe, expect, test } from "bun:test";
+import { formatIssue, formatPath } from "../../src/config/errors.ts";
+import { RELATIONS } from "../../src/config/relations.ts";
+import { validateConfig } from "../../src/config/schema.ts";
+import { LIMITS } from "../../src/limits.ts";
+import { runBun } from "../support/spawn.ts";
+
+const MAIN = new URL("../../src/main.ts", import.meta.url);
+
+function problems(input: unknown): string[] {
+  const result = validateConfig(input);
+  return result.success ? [] : result.issues.map((issue) => formatIssue(issue));
+}
+
+describe("the slab (pool.slots × pool.slot_bytes) fits in 4 GiB", () => {
+  test("exactly 4 GiB is accepted, anything above is a config error", () => {
+    const backlog = { backlog_bytes_max: 16_384 };
+    expect(problems({ pool: { slots: 1 << 18, slot_bytes: 16_384 }, relay: backlog })).toEqual([]);
+    expect(problems({ pool: { slots: 1 << 19, slot_bytes: 16_384 }, relay: backlog })).toEqual([
+      `pool.slots: expected at most ${LIMITS.slab_bytes_max} / pool.slot_bytes (262144, so the slab fits in 4 GiB), got 524288`,
+    ]);
+  });
+
+  test("a pool over 4 GiB exits 2 with the problem, not a crash at start", async () => {
+    const { code, stderr } = await runBun(MAIN, [
+      "--socks",
+      "127.0.0.1:0",
+      "--pool-slots",
+      "1048576",
+    ]);
+    expect(code).toBe(2);
+    expect(stderr).toContain(
+      "--pool-slots: expected at most 4294967296 / pool.slot_bytes (262144, so the slab fits in 4 GiB), got 1048576",
+    );
+    expect(stderr).not.toContain("    at ");
+  }, 30_000);
+});
+
+describe("every relationship between fields is a config error", () => {
+  // One breaking input per relationship, keyed by the field it blames.
+  const cases: Record<string, [input: unknown, problem: string]> = {
+    "pool.slots": [
+      { pool: { slots: 1 << 20, slot_bytes: 8192 } },
+      "pool.slots: expected at most 4294967296 / pool.slot_bytes (524288, so the slab fits in 4 GiB), got 1048576",
+    ],
+    "relay.backlog_bytes_max": [
+      { relay: { backlog_bytes_max: 4096 } },
+      "relay.backlog_bytes_max: expected between pool.slot_bytes (16384) and pool.slots × pool.slot_bytes (67108864), got 4096",
+    ],
+    "pool.local_batch": [
+      { pool: { slots: 32, local_batch: 32 }, relay: { backlog_bytes_max: 16_384 } },
+      "pool.local_batch: expected at most pool.slots / 2 (16; a Worker caches up to 2 × local_batch slots), got 32",
+    ],
+    "socks.users": [
+      { socks: { auth: "password" } },
+      'socks.users: expected at least one user when socks.auth = "password" (add [[socks.users]] or --socks-user USER:PASS), got []',
+    ],
+    "socks.auth": [
+      { socks: { users: [{ username: "a", password: "b" }] } },
+      'socks.auth: expected "password" when socks.users is not empty (otherwise the users are ignored), got "none"',
+    ],
+    forward: [
+      { socks: { enabled: false } },
+      "forward: expected at least one [[forward]] entry when socks.enabled = false (nothing would listen), got []",
+    ],
+    "socks.connect_timeout_ms": [
+      { socks: { connect_timeout_ms: 1 }, upstream: { connect_timeout_ms: 2 } },
+      "socks.connect_timeout_ms: expected nothing here when upstream.connect_timeout_ms is set (this is its deprecated old name: delete it), got 1",
+    ],
+    "socks.dns_timeout_ms": [
+      { socks: { dns_timeout_ms: 1 }, upstream: { dns_timeout_ms: 2 } },
+      "socks.dns_timeout_ms: expected nothing here when upstream.dns_timeout_ms is set (this is its deprecated old name: delete it), got 1",
+    ],
+  };
+
+  test("each relationship has a case here", () => {
+    expect(RELATIONS.map((relation) => formatPath(relation.blame)).sort()).toEqual(
+      Object.keys(cases).sort(),
+    );
+  });
+
+  for (const [blame, [input, problem]] of Object.entries(cases)) {
+    test(`${blame}: broken, it is exactly one problem naming the fix`, () => {
+      expect(problems(input)).toEqual([problem]);
+    });
+  }
+
+  test("the descriptor limit is a start-up warning, not a config error", () => {
+    expect(problems({ server: { connections_max: LIMITS.connections_max } })).toEqual([]);
+  });
+});
