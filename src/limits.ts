@@ -96,6 +96,11 @@ export const LIMITS = {
     fin: { min_ms: 1, max_ms: TIMEOUT_MS_MAX },
   } satisfies Record<string, TimeoutRange>,
 
+  /** The deadline sweeper's period is a quarter of the shortest timeout, clamped to this range:
+   *  often enough to honour a short timeout closely, rarely enough to cost nothing when idle. */
+  sweep_ms_min: 25,
+  sweep_ms_max: 1_000,
+
   // ── supervisor ──
   restart_delay_ms_min: 100,
   restart_delay_ms_max: 10_000,
@@ -149,6 +154,10 @@ export const LIMIT_INVARIANTS: readonly (readonly [name: string, holds: boolean]
     "every timeout fits setTimeout",
     L.timeout_ms_max <= SET_TIMEOUT_MS_MAX &&
       Object.values(L.timeouts).every((range) => range.max_ms <= SET_TIMEOUT_MS_MAX),
+  ],
+  [
+    "the sweep range is ordered and below every timeout's ceiling",
+    0 < L.sweep_ms_min && L.sweep_ms_min <= L.sweep_ms_max && L.sweep_ms_max <= L.timeout_ms_max,
   ],
   [
     "a Worker's restart backoff is shorter than the time that makes it healthy again",

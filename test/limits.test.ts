@@ -34,6 +34,7 @@ describe("limits", () => {
       "the backlog range spans one smallest slot to the largest slab",
       "a local cache (2 × local_batch) fits in the pool",
       "every timeout fits setTimeout",
+      "the sweep range is ordered and below every timeout's ceiling",
       "a Worker's restart backoff is shorter than the time that makes it healthy again",
     ]);
     for (const [name, holds] of LIMIT_INVARIANTS) expect([name, holds]).toEqual([name, true]);

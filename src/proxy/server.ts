@@ -4,15 +4,11 @@
 
 import type { Socket, TCPSocketListener, TCPSocketListenOptions } from "bun";
 import type { Config } from "../config/schema.ts";
+import { LIMITS } from "../limits.ts";
 import type { Logger } from "../log.ts";
 import type { BufferPool, PoolStats } from "../pool/index.ts";
 import { parseHostPort } from "../protocol/host-port.ts";
-import {
-  AUTH_REQUEST_BYTES_MAX,
-  type DialRequest,
-  type FrontProtocol,
-  Socks5Handshake,
-} from "../protocol/index.ts";
+import { type DialRequest, type FrontProtocol, Socks5Handshake } from "../protocol/index.ts";
 import { Admission } from "./admission.ts";
 import {
   type Clock,
@@ -57,9 +53,6 @@ export interface ProxyOptions {
   openConnections?: Int32Array;
 }
 
-const SWEEP_MS_MIN = 25;
-const SWEEP_MS_MAX = 1000;
-
 /** Sweeps often enough to honour the shortest configured timeout within about a quarter of it. */
 function sweepInterval(config: Config): number {
   const timeouts = [
@@ -68,7 +61,8 @@ function sweepInterval(config: Config): number {
     config.relay.fin_timeout_ms,
     config.relay.idle_timeout_ms || Number.POSITIVE_INFINITY,
   ];
-  return Math.min(SWEEP_MS_MAX, Math.max(SWEEP_MS_MIN, Math.floor(Math.min(...timeouts) / 4)));
+  const quarter = Math.floor(Math.min(...timeouts) / 4);
+  return Math.min(LIMITS.sweep_ms_max, Math.max(LIMITS.sweep_ms_min, quarter));
 }
 
 function addressOf(text: string, what: string): { host: string; port: number } {
@@ -79,9 +73,9 @@ function addressOf(text: string, what: string): { host: string; port: number } {
 
 export async function startProxy(options: ProxyOptions): Promise<ProxyServer> {
   const { config, pool, log } = options;
-  if (pool.slotBytes < AUTH_REQUEST_BYTES_MAX) {
+  if (pool.slotBytes < LIMITS.handshake_message_bytes_max) {
     throw new Error(
-      `slot_bytes ${pool.slotBytes} cannot hold a handshake message (${AUTH_REQUEST_BYTES_MAX})`,
+      `slot_bytes ${pool.slotBytes} cannot hold a handshake message (${LIMITS.handshake_message_bytes_max})`,
     );
   }
   const admission = new Admission(
