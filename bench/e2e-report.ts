@@ -2,6 +2,8 @@
 // best peer), the targets, and the markdown report. Pure: no processes and no files here, so the
 // formatting can be read and changed without running anything.
 
+import { markdownTable } from "./lib/markdown.ts";
+
 export type PathKind = "direct" | "socks" | "forward";
 
 /** One way through: straight to the server, or one peer's SOCKS5 or forward listener. */
@@ -164,15 +166,6 @@ function grouped(value: number): string {
   return Math.round(value).toLocaleString("en-US");
 }
 
-function table(head: string[], rows: string[][], align: ("l" | "r")[]): string {
-  const lines = [
-    `| ${head.join(" | ")} |`,
-    `|${align.map((side) => (side === "l" ? "---" : "---:")).join("|")}|`,
-    ...rows.map((row) => `| ${row.join(" | ")} |`),
-  ];
-  return lines.join("\n");
-}
-
 // ── Sections ───────────────────────────────────────────────────────────────────────────────────
 
 function throughputSection(report: Report): string {
@@ -208,10 +201,9 @@ function throughputSection(report: Report): string {
     "Each cell: Gbit/s (× direct / × best peer). SOCKS5 paths run iperf3 under proxychains4;",
     `forward paths connect iperf3 to the forward listener. Best peer per column: ${bestNames}.`,
     "",
-    table(
+    markdownTable(
       ["path", ...variants.map((variant) => variant.name), "proxy CPU, 1 stream (cores)"],
       body,
-      ["l", ...variants.map(() => "r" as const), "r"],
     ),
     ...failures(rows.flatMap((row) => Object.values(row.variants).map((cell) => [row, cell]))),
   ].join("\n");
@@ -252,7 +244,7 @@ function rateSection(report: Report): string {
     "conn/s counts complete loops; latency is connect start → echo received. The load client is its",
     `own Bun process on the same cores. Best peer: ${best?.row.label ?? "none"}.`,
     "",
-    table(
+    markdownTable(
       [
         "path",
         "conn/s",
@@ -267,7 +259,6 @@ function rateSection(report: Report): string {
         "proxy CPU µs/conn",
       ],
       body,
-      ["l", "r", "r", "r", "r", "r", "r", "r", "r", "r", "r"],
     ),
     ...failures(rows.map((row) => [row, row])),
   ].join("\n");
@@ -302,7 +293,7 @@ function idleSection(report: Report): string {
     "ΔRSS is the proxy's process tree (sum of VmRSS) holding them minus before; lower is better.",
     `Best peer: ${best?.row.label ?? "none"}.`,
     "",
-    table(
+    markdownTable(
       [
         "path",
         "open",
@@ -314,7 +305,6 @@ function idleSection(report: Report): string {
         "errors",
       ],
       body,
-      ["l", "r", "r", "r", "r", "r", "r", "r"],
     ),
     ...failures(rows.map((row) => [row, row])),
   ].join("\n");
@@ -354,7 +344,7 @@ function slowSection(report: Report): string {
     `connections × backlog_bytes_max ${pool.backlog_bytes_max / 1024} KiB) + one 512 KiB read chunk per connection`,
     "+ 32 MiB for the runtime, against the value at the end of the stall. Best peer: the lowest of that value.",
     "",
-    table(
+    markdownTable(
       [
         "path",
         "ΔRSS peak stalled MiB",
@@ -369,7 +359,6 @@ function slowSection(report: Report): string {
         "errors",
       ],
       body,
-      ["l", "r", "r", "r", "r", "r", "r", "r", "r", "r", "r"],
     ),
     ...failures(rows.map((row) => [row, row])),
   ].join("\n");

@@ -11,7 +11,7 @@
 //   bun bench/e2e.ts [--time S] [--strategies a,b] [--peers list] [--only sections] [--quick]
 //                    [--concurrency C] [--idle N] [--out DIR] [--smoke]
 
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
@@ -46,7 +46,6 @@ import {
   hardFileLimit,
   leftoverProcesses,
   type Proc,
-  REPO_ROOT,
   spawn,
   stop,
   stopAll,
@@ -68,6 +67,9 @@ import {
   type ThroughputRow,
 } from "./e2e-report.ts";
 import type { ServersMessage } from "./e2e-servers.ts";
+import { describeMachine } from "./lib/machine.ts";
+import { COMMITTED_RESULTS_DIR } from "./lib/results.ts";
+import { median } from "./lib/stats.ts";
 
 const MIB = 1024 * 1024;
 const SECTIONS = ["throughput", "rate", "idle", "slow"] as const;
@@ -206,9 +208,7 @@ function resultsDir(): string {
   return (
     values.out ??
     process.env.BENCH_RESULTS_DIR ??
-    (fullRun
-      ? path.join(REPO_ROOT, "bench", "results")
-      : mkdtempSync(path.join(os.tmpdir(), "sockpool-e2e-results-")))
+    (fullRun ? COMMITTED_RESULTS_DIR : mkdtempSync(path.join(os.tmpdir(), "sockpool-e2e-results-")))
   );
 }
 const command = ["bun", "bench/e2e.ts", ...Bun.argv.slice(2)].join(" ");
@@ -315,11 +315,6 @@ function startLoad(job: LoadJob): Proc {
 async function serverStats(servers: Proc): Promise<Extract<ServersMessage, { type: "stats" }>> {
   servers.send("stats");
   return await nextMessage(servers, 5_000, "stats");
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((left, right) => left - right);
-  return sorted[Math.floor(sorted.length / 2)]!;
 }
 
 /** Samples in the settle window: one second at SAMPLE_MS. */
@@ -762,15 +757,6 @@ async function slowSection(context: Context): Promise<SlowRow[]> {
 
 // ── Machine ────────────────────────────────────────────────────────────────────────────────────
 
-function cpuModel(): string {
-  try {
-    const match = readFileSync("/proc/cpuinfo", "utf8").match(/^model name\s*:\s*(.+)$/m);
-    return match?.[1]?.trim() ?? os.cpus()[0]?.model ?? "unknown";
-  } catch {
-    return os.cpus()[0]?.model ?? "unknown";
-  }
-}
-
 function toolVersion(argv: string[], pattern: RegExp): string | null {
   try {
     const result = Bun.spawnSync(argv, { stdout: "pipe", stderr: "pipe" });
@@ -824,8 +810,9 @@ async function main(): Promise<number> {
       versions.proxychains4 = debianVersion("proxychains4")?.replace(/[+~-].*$/, "") ?? "?";
     }
 
+    const machine = describeMachine();
     progress(
-      `machine: ${cpuModel()}, ${navigator.hardwareConcurrency} cores, Linux ${os.release()}, bun ${Bun.version}; ` +
+      `machine: ${machine.cpu}, ${machine.cores} cores, Linux ${machine.kernel}, bun ${machine.bun_version}; ` +
         `sections ${sections.join(", ")}; strategies ${strategies.join(", ")}; ` +
         `peers ${specs.map((spec) => spec.label).join(", ")}${peerNames.includes("direct") ? ", direct" : ""}`,
     );
@@ -877,11 +864,11 @@ async function main(): Promise<number> {
       smoke,
       wall_s: 0,
       machine: {
-        cpu: cpuModel(),
-        cores: navigator.hardwareConcurrency,
-        kernel: os.release(),
-        memory_gib: os.totalmem() / 1024 ** 3,
-        bun: Bun.version,
+        cpu: machine.cpu,
+        cores: machine.cores,
+        kernel: machine.kernel,
+        memory_gib: machine.memory_gib,
+        bun: machine.bun_version,
         file_limit: fileLimit,
       },
       versions,

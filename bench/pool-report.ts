@@ -2,9 +2,10 @@
 // mitata's layout, the summary table (ratios to the `mutex` baseline), the small JSON file and the SVG
 // chart of throughput against Workers. Not a measurement: pool.bench.ts gathers the figures.
 
-import { readFileSync } from "node:fs";
 import os from "node:os";
 import { STRATEGY_NAMES } from "../src/pool/index.ts";
+import { describeMachine } from "./lib/machine.ts";
+import { markdownTable } from "./lib/markdown.ts";
 import {
   BASELINE_STRATEGY,
   type BenchSizes,
@@ -48,19 +49,13 @@ export interface BenchResults {
 }
 
 export function machineInfo(): MachineInfo {
-  let cpu = os.cpus()[0]?.model ?? "unknown";
-  try {
-    const line = readFileSync("/proc/cpuinfo", "utf8").match(/^model name\s*:\s*(.+)$/m);
-    if (line) cpu = line[1]!.trim();
-  } catch {
-    // not Linux: os.cpus() it is
-  }
+  const machine = describeMachine();
   const load = round(os.loadavg()[0]!, 2);
   return {
-    cpu,
-    cores: navigator.hardwareConcurrency,
-    bun: `${Bun.version} (${Bun.revision.slice(0, 8)})`,
-    os: `${os.type()} ${os.release()} ${os.arch()}`,
+    cpu: machine.cpu,
+    cores: machine.cores,
+    bun: `${machine.bun_version} (${machine.bun_revision.slice(0, 8)})`,
+    os: machine.os,
     loadavg_start: load,
     loadavg_end: load,
   };
@@ -162,15 +157,6 @@ function rateCell(
   return `${formatRate(figure.ops_per_s)}/s${ratio}`;
 }
 
-/** A Markdown table, columns padded so it also reads as plain text. */
-function markdownTable(header: string[], rows: string[][]): string {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  const line = (cells: string[]): string =>
-    `| ${cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join(" | ")} |`;
-  const rule = `|${widths.map((w, i) => (i === 0 ? "-".repeat(w + 2) : `${"-".repeat(w + 1)}:`)).join("|")}|`;
-  return [line(header), rule, ...rows.map(line)].join("\n");
-}
-
 export function summaryTable(r: BenchResults): string {
   const counts = r.sizes.workerCounts;
   const cores = r.machine.cores;
@@ -202,7 +188,7 @@ export function summaryTable(r: BenchResults): string {
     noiseNote(r),
     `heap B/op: mitata's heap growth per call with a GC before each sample; it misses what a GC frees inside a sample (alloc frees most of its ${SLOT_BYTES} B buffers that way). allocs/op: JS objects per call (one pair / one acquireMany+releaseMany), counted over 16 calls after a GC.`,
   ].filter((line) => line !== "");
-  return `${markdownTable(header, rows)}\n\n${notes.join("\n")}`;
+  return `${markdownTable(header, rows, { padded: true })}\n\n${notes.join("\n")}`;
 }
 
 /** How busy the rest of the machine was while the Worker figures were taken. */

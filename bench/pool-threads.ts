@@ -20,6 +20,7 @@ import {
   SLOTS,
   type WorkerSubject,
 } from "./pool-config.ts";
+import { median } from "./lib/stats.ts";
 import { type CpuShare, cpuShare, cpuSnapshot } from "./pool-load.ts";
 import {
   CONTROL_BYTES,
@@ -163,11 +164,6 @@ async function runRounds(
 
 function mean(values: number[]): number {
   return values.reduce((sum, v) => sum + v, 0) / values.length;
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[sorted.length >> 1]!;
 }
 
 function memoryFor(subject: string): PoolMemory | null {

@@ -24,6 +24,7 @@ import {
   OTHER_CORES_MAX,
   WORKER_SUBJECTS,
 } from "./pool-config.ts";
+import { COMMITTED_RESULTS_DIR } from "./lib/results.ts";
 import { cpuShare, cpuSnapshot } from "./pool-load.ts";
 import type { SingleResult } from "./pool-protocol.ts";
 import {
@@ -44,7 +45,7 @@ const sizes = benchSizes(smoke);
 // Without the library `queue` would quietly measure its TypeScript fallback, and the FFI baselines fail.
 const native = loadNative();
 if (!native.ok) throw new Error(`the pool benchmarks need the native queue: ${native.reason}`);
-const committedDir = fileURLToPath(new URL("./results/", import.meta.url));
+const committedDir = COMMITTED_RESULTS_DIR;
 
 function resultsDir(): string {
   const override = process.env.BENCH_RESULTS_DIR;
