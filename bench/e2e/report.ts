@@ -2,7 +2,7 @@
 // best peer), the targets, and the markdown report. Pure: no processes and no files here, so the
 // formatting can be read and changed without running anything.
 
-import { markdownTable } from "./lib/markdown.ts";
+import { markdownTable } from "../lib/markdown.ts";
 
 export type PathKind = "direct" | "socks" | "forward";
 

@@ -7,11 +7,11 @@
 // Every failure is counted by kind. Results are JSON lines on stdout. Not a SOCKS library: it
 // knows exactly the bytes this benchmark sends, and nothing else.
 //
-//   bun bench/e2e-load.ts '<LoadJob as JSON>'
+//   bun bench/e2e/child-load.ts '<LoadJob as JSON>'
 
 import type { Socket } from "bun";
 
-// ── The job and its results (shared with bench/e2e.ts) ─────────────────────────────────────────
+// ── The job and its results (shared with main.ts) ──────────────────────────────────────────────
 
 interface JobBase {
   /** Where to connect (the proxy, or the server itself for "direct"). */
@@ -587,7 +587,7 @@ async function runSlow(job: SlowJob): Promise<void> {
 if (import.meta.main) {
   const job = JSON.parse(Bun.argv[2] ?? "null") as LoadJob | null;
   if (job === null) {
-    console.error("usage: bun bench/e2e-load.ts '<job JSON>' (started by bench/e2e.ts)");
+    console.error("usage: bun bench/e2e/child-load.ts '<job JSON>' (started by bench/e2e/main.ts)");
     process.exit(2);
   }
   const run =

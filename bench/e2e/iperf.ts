@@ -1,10 +1,10 @@
 // iperf3 runs for the benchmarks: one server, clients straight, through a TCP forward, or through
 // a SOCKS5 proxy with proxychains4. Reads iperf3's JSON and returns bits per second. Not a report:
-// bench/iperf.ts and bench/e2e.ts print their own tables.
+// the throughput section prints the table.
 
 import { writeFileSync } from "node:fs";
 import path from "node:path";
-import { type Proc, spawn, treeCpuSeconds } from "./e2e-procs.ts";
+import { type Proc, spawn, treeCpuSeconds } from "./procs.ts";
 
 export interface IperfVariant {
   /** Stable key, used in JSON. */

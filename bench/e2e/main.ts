@@ -1,5 +1,6 @@
-// The end-to-end load benchmark: sockpool (per pool strategy) beside direct loopback and the peers
-// Dante, microsocks and HAProxy, all measured in ONE run with real tools on 127.0.0.1:
+// The end-to-end load benchmark's entry point, `bun run bench:e2e`: sockpool (per pool strategy)
+// beside direct loopback and the peers Dante, microsocks and HAProxy, all measured in ONE run with
+// real tools on 127.0.0.1 (child-load.ts and child-servers.ts are processes it starts, not entries):
 //   throughput  iperf3 (-P 1/4, -R) through proxychains4 (SOCKS5) or a TCP forward;
 //   rate        connect [+ SOCKS5 handshake] + 64 B echo + close, C loops for T s: conn/s, latency;
 //   idle        N idle proxied connections: the proxy's RSS per connection;
@@ -8,14 +9,14 @@
 // the targets without failing on them. Every process it starts is stopped at the end, also on
 // failure and Ctrl-C, and it checks with ps that none is left.
 //
-//   bun bench/e2e.ts [--time S] [--strategies a,b] [--peers list] [--only sections] [--quick]
+//   bun bench/e2e/main.ts [--time S] [--strategies a,b] [--peers list] [--only sections] [--quick]
 //                    [--concurrency C] [--idle N] [--out DIR] [--smoke]
 
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
-import { STRATEGY_NAMES } from "../src/pool/index.ts";
+import { STRATEGY_NAMES } from "../../src/pool/index.ts";
 import {
   IPERF_VARIANTS,
   type IperfVariant,
@@ -23,8 +24,8 @@ import {
   runIperf,
   startIperfServer,
   writeProxychainsConfig,
-} from "./e2e-iperf.ts";
-import type { LoadJob, LoadMessage } from "./e2e-load.ts";
+} from "./iperf.ts";
+import type { LoadJob, LoadMessage } from "./child-load.ts";
 import {
   BENCH_PACKAGES,
   dantePeer,
@@ -39,7 +40,7 @@ import {
   SOCKPOOL_WORKERS,
   sockpoolPeer,
   type Targets,
-} from "./e2e-peers.ts";
+} from "./peers.ts";
 import {
   cleanupOnSignal,
   freePorts,
@@ -53,7 +54,7 @@ import {
   timeWaitSockets,
   treeCpuSeconds,
   treeMemory,
-} from "./e2e-procs.ts";
+} from "./procs.ts";
 import {
   type Cell,
   evaluateTargets,
@@ -65,11 +66,11 @@ import {
   renderMarkdown,
   type SlowRow,
   type ThroughputRow,
-} from "./e2e-report.ts";
-import type { ServersMessage } from "./e2e-servers.ts";
-import { describeMachine } from "./lib/machine.ts";
-import { COMMITTED_RESULTS_DIR } from "./lib/results.ts";
-import { median } from "./lib/stats.ts";
+} from "./report.ts";
+import type { ServersMessage } from "./child-servers.ts";
+import { describeMachine } from "../lib/machine.ts";
+import { COMMITTED_RESULTS_DIR } from "../lib/results.ts";
+import { median } from "../lib/stats.ts";
 
 const MIB = 1024 * 1024;
 const SECTIONS = ["throughput", "rate", "idle", "slow"] as const;
@@ -87,7 +88,7 @@ const SAMPLE_MS = 100;
 
 // ── Options ────────────────────────────────────────────────────────────────────────────────────
 
-const USAGE = `usage: bun bench/e2e.ts [options]          (bun run bench:e2e -- [options])
+const USAGE = `usage: bun bench/e2e/main.ts [options]          (bun run bench:e2e -- [options])
   --time S           seconds per iperf3 run and per rate test (default 5; --quick 2; --smoke 1)
   --strategies LIST  sockpool pool strategies, comma-separated (default ${DEFAULT_STRATEGIES.join(",")}; any of ${STRATEGY_NAMES.join(", ")})
   --peers LIST       of ${PEER_FAMILIES.join(", ")} (default all; --smoke: direct,sockpool)
@@ -211,7 +212,7 @@ function resultsDir(): string {
     (fullRun ? COMMITTED_RESULTS_DIR : mkdtempSync(path.join(os.tmpdir(), "sockpool-e2e-results-")))
   );
 }
-const command = ["bun", "bench/e2e.ts", ...Bun.argv.slice(2)].join(" ");
+const command = ["bun", "bench/e2e/main.ts", ...Bun.argv.slice(2)].join(" ");
 
 // ── Progress ───────────────────────────────────────────────────────────────────────────────────
 
@@ -305,11 +306,15 @@ async function nextMessage<T extends { type: string }>(
 }
 
 function startLoad(job: LoadJob): Proc {
-  return spawn(`load ${job.mode}`, [process.execPath, "bench/e2e-load.ts", JSON.stringify(job)], {
-    stdout: "lines",
-    stdin: job.mode === "idle" ? "pipe" : "ignore",
-    fileLimit,
-  });
+  return spawn(
+    `load ${job.mode}`,
+    [process.execPath, "bench/e2e/child-load.ts", JSON.stringify(job)],
+    {
+      stdout: "lines",
+      stdin: job.mode === "idle" ? "pipe" : "ignore",
+      fileLimit,
+    },
+  );
 }
 
 async function serverStats(servers: Proc): Promise<Extract<ServersMessage, { type: "stats" }>> {
@@ -827,7 +832,7 @@ async function main(): Promise<number> {
 
     const servers = spawn(
       "servers",
-      [process.execPath, "bench/e2e-servers.ts", String(slow.streamBytes)],
+      [process.execPath, "bench/e2e/child-servers.ts", String(slow.streamBytes)],
       { stdout: "lines", stdin: "pipe", fileLimit },
     );
     const ready = await nextMessage<Extract<ServersMessage, { type: "ready" }>>(

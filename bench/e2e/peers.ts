@@ -1,11 +1,11 @@
 // The proxies the end-to-end benchmark compares: sockpool (one instance per pool strategy) and
 // the peers Dante, microsocks and HAProxy (tcp mode), each started on 127.0.0.1 with a minimal
 // config written to a temp dir, and known ready when its ports listen (and a SOCKS5 greeting is
-// answered). Not the measurements (bench/e2e.ts) and not process plumbing (bench/e2e-procs.ts).
+// answered). Not the measurements (bench/e2e/main.ts) and not process plumbing (bench/e2e/procs.ts).
 
 import { writeFileSync } from "node:fs";
 import path from "node:path";
-import { DEFAULT_CONFIG } from "../src/config/schema.ts";
+import { DEFAULT_CONFIG } from "../../src/config/schema.ts";
 import {
   freePorts,
   type Proc,
@@ -14,7 +14,7 @@ import {
   spawn,
   stop,
   waitListening,
-} from "./e2e-procs.ts";
+} from "./procs.ts";
 
 export type PeerFamily = "sockpool" | "dante" | "microsocks" | "haproxy";
 

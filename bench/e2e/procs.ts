@@ -6,7 +6,7 @@
 import { readdirSync, readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 
-export const REPO_ROOT = fileURLToPath(new URL("../", import.meta.url));
+export const REPO_ROOT = fileURLToPath(new URL("../../", import.meta.url));
 /** How long a peer may take to start listening. */
 export const READY_MS = 20_000;
 /** How long a stopped process group gets between SIGTERM and SIGKILL. */
