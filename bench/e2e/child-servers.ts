@@ -13,12 +13,7 @@
 //   bun bench/e2e/child-servers.ts STREAM_BYTES
 
 import type { Socket } from "bun";
-import { PAYLOAD_BYTES } from "./child-load.ts";
-
-export type ServersMessage =
-  | { type: "ready"; echoPort: number; closePort: number; bulkPort: number }
-  | { type: "stats"; bulkSentBytes: number; bulkConnections: number; echoConnections: number }
-  | { type: "closed-echo"; closed: number };
+import { PAYLOAD_BYTES, type ServersMessage } from "./protocol.ts";
 
 const BULK_CHUNK_BYTES = 256 * 1024;
 

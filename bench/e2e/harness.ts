@@ -4,11 +4,12 @@
 // and slow.ts measure, each with this.
 
 import { median } from "../lib/stats.ts";
-import type { LoadJob } from "./child-load.ts";
-import type { ServersMessage } from "./child-servers.ts";
+import type { LoadJob } from "./protocol.ts";
+import type { ServersMessage } from "./protocol.ts";
 import type { Options } from "./options.ts";
 import type { PeerSpec, RunningPeer, Targets } from "./peers.ts";
-import { type Proc, spawn, stop, treeMemory } from "./procs.ts";
+import { treeMemory } from "./proc-tree.ts";
+import { type Proc, spawn, stop } from "./procs.ts";
 
 export const MIB = 1024 * 1024;
 /** How often a section samples a proxy's RSS. */

@@ -3,7 +3,7 @@
 // Not the connections themselves: the load client (child-load.ts) opens and holds them.
 
 import { markdownTable } from "../lib/markdown.ts";
-import type { LoadMessage } from "./child-load.ts";
+import type { LoadMessage } from "./protocol.ts";
 import {
   type Context,
   eachRoute,
@@ -17,7 +17,9 @@ import {
   startLoad,
 } from "./harness.ts";
 import type { RunningPeer } from "./peers.ts";
-import { type Proc, timeWaitSockets, treeMemory } from "./procs.ts";
+import { timeWaitSockets } from "./ports.ts";
+import { treeMemory } from "./proc-tree.ts";
+import type { Proc } from "./procs.ts";
 import type { Report } from "./report.ts";
 import { bestPeer, errorText, failures, fixed, grouped, ratio } from "./table-cells.ts";
 

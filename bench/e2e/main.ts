@@ -17,14 +17,13 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { describeMachine } from "../lib/machine.ts";
-import type { ServersMessage } from "./child-servers.ts";
+import type { ServersMessage } from "./protocol.ts";
 import { type Context, MIB, nextMessage, progress, startedMs } from "./harness.ts";
 import { measureIdle } from "./idle.ts";
-import { requireTool, startIperfServer } from "./iperf.ts";
+import { startIperfServer } from "./iperf.ts";
 import { FDS_RESERVED, parseOptions } from "./options.ts";
 import {
   dantePeer,
-  debianVersion,
   haproxyPeer,
   microsocksPeer,
   type PeerName,
@@ -34,33 +33,16 @@ import {
   sockpoolPeer,
   type Targets,
 } from "./peers.ts";
-import {
-  cleanupOnSignal,
-  freePorts,
-  leftoverProcesses,
-  spawn,
-  stopAll,
-  stopAllOnSignals,
-} from "./procs.ts";
+import { freePorts } from "./ports.ts";
+import { cleanupOnSignal, leftoverProcesses, spawn, stopAll, stopAllOnSignals } from "./procs.ts";
 import { measureRate } from "./rate.ts";
 import { type Report, renderMarkdown } from "./report.ts";
 import { measureSlow } from "./slow.ts";
 import { evaluateTargets } from "./targets.ts";
+import { debianVersion, requireTool, toolVersion } from "./tools.ts";
 import { measureThroughput } from "./throughput.ts";
 
 const options = parseOptions(Bun.argv.slice(2));
-
-// ── Machine ────────────────────────────────────────────────────────────────────────────────────
-
-function toolVersion(argv: string[], pattern: RegExp): string | null {
-  try {
-    const result = Bun.spawnSync(argv, { stdout: "pipe", stderr: "pipe" });
-    const text = `${result.stdout.toString()}${result.stderr.toString()}`;
-    return text.match(pattern)?.[1] ?? null;
-  } catch {
-    return null;
-  }
-}
 
 // ── Main ───────────────────────────────────────────────────────────────────────────────────────
 

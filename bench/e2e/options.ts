@@ -10,7 +10,8 @@ import { STRATEGY_NAMES, type StrategyName } from "../../src/pool/index.ts";
 import { COMMITTED_RESULTS_DIR } from "../lib/results.ts";
 import { MIB } from "./harness.ts";
 import { IPERF_VARIANTS, type IperfVariant } from "./iperf.ts";
-import { BENCH_PACKAGES, PEER_FAMILIES, type PeerName } from "./peers.ts";
+import { PEER_FAMILIES, type PeerName } from "./peers.ts";
+import { BENCH_PACKAGES } from "./tools.ts";
 import { hardFileLimit } from "./procs.ts";
 
 export const SECTIONS = ["throughput", "rate", "idle", "slow"] as const;

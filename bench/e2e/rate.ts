@@ -3,7 +3,7 @@
 // proxy's CPU; and its table in e2e.md. Not the load client: that runs in its own process.
 
 import { markdownTable } from "../lib/markdown.ts";
-import type { LoadMessage } from "./child-load.ts";
+import type { LoadMessage } from "./protocol.ts";
 import {
   type Context,
   eachRoute,
@@ -14,7 +14,8 @@ import {
   type Route,
   startLoad,
 } from "./harness.ts";
-import { timeWaitSockets, treeCpuSeconds } from "./procs.ts";
+import { timeWaitSockets } from "./ports.ts";
+import { treeCpuSeconds } from "./proc-tree.ts";
 import type { Report } from "./report.ts";
 import { bestPeer, errorText, failures, fixed, grouped, ratio } from "./table-cells.ts";
 

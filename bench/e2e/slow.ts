@@ -3,7 +3,7 @@
 // its table in e2e.md. Not the readers: the load client (child-load.ts) is them.
 
 import { markdownTable } from "../lib/markdown.ts";
-import type { LoadMessage } from "./child-load.ts";
+import type { LoadMessage } from "./protocol.ts";
 import {
   type Context,
   eachRoute,
@@ -19,7 +19,7 @@ import {
   startLoad,
 } from "./harness.ts";
 import { SOCKPOOL_POOL } from "./peers.ts";
-import { treeMemory } from "./procs.ts";
+import { treeMemory } from "./proc-tree.ts";
 import type { Report } from "./report.ts";
 import { bestPeer, errorText, failures, fixed, ratio } from "./table-cells.ts";
 
