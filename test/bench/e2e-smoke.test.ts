@@ -7,10 +7,10 @@ import { expect, test } from "bun:test";
 import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import type { Report } from "../../bench/e2e-report.ts";
+import type { Report } from "../../bench/e2e/report.ts";
 import { runBun } from "../support/spawn.ts";
 
-const BENCH = new URL("../../bench/e2e.ts", import.meta.url);
+const BENCH = new URL("../../bench/e2e/main.ts", import.meta.url);
 const COMMITTED = new URL("../../bench/results/e2e.json", import.meta.url).pathname;
 const SMOKE_TIMEOUT_MS = 60_000;
 
@@ -23,7 +23,7 @@ function modifiedMs(file: string): number | null {
 }
 
 test(
-  "bench/e2e.ts measures throughput, rate, idle memory and slow readers at smoke size",
+  "bench/e2e/main.ts measures throughput, rate, idle memory and slow readers at smoke size",
   async () => {
     const dir = mkdtempSync(path.join(os.tmpdir(), "sockpool-e2e-test-"));
     const committedBefore = modifiedMs(COMMITTED);

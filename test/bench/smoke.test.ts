@@ -8,7 +8,7 @@ import path from "node:path";
 import { STRATEGY_NAMES } from "../../src/pool/index.ts";
 import { runBun } from "../support/spawn.ts";
 
-const BENCH = new URL("../../bench/pool.bench.ts", import.meta.url);
+const BENCH = new URL("../../bench/pool/main.ts", import.meta.url);
 const SMOKE_TIMEOUT_MS = 60_000;
 
 interface Rate {
@@ -31,7 +31,7 @@ interface PoolJson {
 }
 
 test(
-  "bench/pool.bench.ts runs every case at smoke size and writes JSON and SVG to a temp dir",
+  "bench/pool/main.ts runs every case at smoke size and writes JSON and SVG to a temp dir",
   async () => {
     const dir = mkdtempSync(path.join(os.tmpdir(), "sockpool-bench-test-"));
     try {

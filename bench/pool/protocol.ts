@@ -1,7 +1,7 @@
 // What the benchmark's threads and processes exchange: the jobs and reports the main thread and its
 // Workers post, the word offsets of the two small SharedArrayBuffers they coordinate through, and the
-// JSON each single-thread process writes. Not code that runs: see pool-threads.ts (main thread),
-// pool-worker.ts (Worker) and pool-single.ts (single-thread process).
+// JSON each single-thread process writes. Not code that runs: see threads.ts (main thread),
+// child-worker.ts (Worker) and child-single.ts (single-thread process).
 //
 //   control (Int32Array):  word 0 GATE: the last round opened │ word 32 STOP: the last round stopped
 //                          │ word 64 QUIT: 1 once no round will follow (the Workers flush and say "done")
@@ -10,9 +10,9 @@
 //
 // Words that different threads write sit 128 bytes apart (CACHE_LINE_BYTES in src/pool/freelist/layout.ts).
 
-import type { PoolMemory } from "../src/pool/index.ts";
-import { CACHE_LINE_BYTES } from "../src/pool/freelist/layout.ts";
-import { HANDOFF_RING_CELLS, type HandoffSubject, type WorkerSubject } from "./pool-config.ts";
+import type { PoolMemory } from "../../src/pool/index.ts";
+import { CACHE_LINE_BYTES } from "../../src/pool/freelist/layout.ts";
+import { HANDOFF_RING_CELLS, type HandoffSubject, type WorkerSubject } from "./config.ts";
 
 const LINE_WORDS = CACHE_LINE_BYTES / 4;
 

@@ -1,7 +1,7 @@
 // Every size and name the pool microbenchmarks use, in one place: the default run and the smoke run
-// (BENCH_SMOKE=1, seconds, inside the test suite). Not a harness: see pool.bench.ts for the order.
+// (BENCH_SMOKE=1, seconds, inside the test suite). Not a harness: see main.ts for the order.
 
-import { LOCAL_BATCH_DEFAULT, STRATEGY_NAMES, type StrategyName } from "../src/pool/index.ts";
+import { LOCAL_BATCH_DEFAULT, STRATEGY_NAMES, type StrategyName } from "../../src/pool/index.ts";
 
 /** Slots and slot size of every pool under test: the proxy's defaults (README "Config file"). */
 export const SLOTS = 4096;
@@ -17,7 +17,7 @@ export const HANDOFF_RING_CELLS = 1024;
 export const HANDOFF_PUBLISH_EVERY = 16;
 /** Column width of benchmark names, the same in every process so their output lines up. */
 export const NAME_COLUMN = 52;
-/** A round during which other processes kept more than this many cores busy is re-run (see pool-load.ts). */
+/** A round during which other processes kept more than this many cores busy is re-run (see cpu-load.ts). */
 export const OTHER_CORES_MAX = 0.25;
 /** Pairs a Worker runs between two looks at the stop flag. */
 export const WORKER_CHUNK_PAIRS = 256;

@@ -1,20 +1,15 @@
-// One benchmark Worker: runs one job (contention pairs, or one side of a hand-off) for every round
-// the main thread opens, reports a count and a checksum per round, and on QUIT flushes and says
-// "done". Not the timer: the main thread measures wall time (pool-threads.ts).
+// One benchmark Worker, started by threads.ts (never run on its own): runs one job (contention pairs,
+// or one side of a hand-off) for every round the main thread opens, reports a count and a checksum
+// per round, and on QUIT flushes and says "done". Not the timer: the main thread measures wall time.
 //
 // A fresh Worker per configuration keeps every hot call site monomorphic (one strategy per JS VM, as
 // in the proxy). Concurrency note: GATE and STOP only grow, so a Worker that wakes late or looks
 // late still sees the right round; ring cells are plain reads and writes ordered by the atomic HEAD
 // store (producer) and HEAD load (consumer), and likewise TAIL in the other direction.
 
-import { attachPool, EXHAUSTED } from "../src/pool/index.ts";
-import { nativeNoop } from "../src/pool/freelist/native.ts";
-import {
-  HANDOFF_PUBLISH_EVERY,
-  HANDOFF_RING_CELLS,
-  SLOTS,
-  WORKER_CHUNK_PAIRS,
-} from "./pool-config.ts";
+import { attachPool, EXHAUSTED } from "../../src/pool/index.ts";
+import { nativeNoop } from "../../src/pool/freelist/native.ts";
+import { HANDOFF_PUBLISH_EVERY, HANDOFF_RING_CELLS, SLOTS, WORKER_CHUNK_PAIRS } from "./config.ts";
 import {
   CELLS_WORD,
   CLOSED_WORD,
@@ -28,7 +23,7 @@ import {
   TAIL_WORD,
   type WorkerJob,
   type WorkerMessage,
-} from "./pool-protocol.ts";
+} from "./protocol.ts";
 
 declare const self: Worker;
 
@@ -57,11 +52,6 @@ function waitForRound(control: Int32Array, round: number): boolean {
     seen = Atomics.load(control, GATE_WORD);
   }
   return Atomics.load(control, QUIT_WORD) === 0;
-}
-
-function quit(finish: () => void): void {
-  finish(); // local caches back to the shared pool, so main can check that every slot is free
-  post({ type: "done" });
 }
 
 /** Waits for the other side of the ring: polls, then parks 20 µs at a time so a peer sharing the core can run. */
@@ -129,20 +119,33 @@ function pairsLoop(job: PairsJob): PairsLoop {
   }
 }
 
-function runPairs(job: PairsJob): void {
-  const loop = pairsLoop(job);
+/** The round protocol every Worker follows: "ready", then per round the gate, `body` (which returns
+ *  the round's pair count) and a report; on QUIT `finish` and "done". */
+function serveRounds(
+  job: WorkerJob,
+  finish: () => void,
+  body: (round: number, control: Int32Array) => number,
+): void {
   const control = new Int32Array(job.control);
   post({ type: "ready" });
   for (let round = 1; waitForRound(control, round); round++) {
     checksum = 0;
     exhausted = 0;
+    post(report(round, body(round, control)));
+  }
+  finish(); // local caches back to the shared pool, so main can check that every slot is free
+  post({ type: "done" });
+}
+
+function runPairs(job: PairsJob): void {
+  const loop = pairsLoop(job);
+  serveRounds(job, loop.finish, (round, control) => {
     let pairs = 0;
     while (Atomics.load(control, STOP_WORD) < round && pairs < job.pairsMax) {
       pairs += loop.chunk(WORKER_CHUNK_PAIRS);
     }
-    post(report(round, pairs));
-  }
-  quit(loop.finish);
+    return pairs;
+  });
 }
 
 interface HandoffSide {
@@ -167,13 +170,9 @@ function handoffSide(job: HandoffJob): HandoffSide {
 
 function runProducer(job: HandoffJob): void {
   const side = handoffSide(job);
-  const control = new Int32Array(job.control);
   const ring = new Int32Array(job.ring);
-  post({ type: "ready" });
   // Main resets HEAD and TAIL to 0 before opening each round.
-  for (let round = 1; waitForRound(control, round); round++) {
-    checksum = 0;
-    exhausted = 0;
+  serveRounds(job, side.finish, (round, control) => {
     let head = 0;
     let tailSeen = 0;
     let idle = 0;
@@ -203,19 +202,14 @@ function runProducer(job: HandoffJob): void {
     }
     Atomics.store(ring, HEAD_WORD, head);
     Atomics.store(ring, CLOSED_WORD, round);
-    post(report(round, head));
-  }
-  quit(side.finish);
+    return head;
+  });
 }
 
 function runConsumer(job: HandoffJob): void {
   const side = handoffSide(job);
-  const control = new Int32Array(job.control);
   const ring = new Int32Array(job.ring);
-  post({ type: "ready" });
-  for (let round = 1; waitForRound(control, round); round++) {
-    checksum = 0;
-    exhausted = 0;
+  serveRounds(job, side.finish, (round) => {
     let tail = 0;
     let idle = 0;
     for (;;) {
@@ -234,9 +228,8 @@ function runConsumer(job: HandoffJob): void {
       }
       Atomics.store(ring, TAIL_WORD, tail); // hands the cells back to the producer
     }
-    post(report(round, tail));
-  }
-  quit(side.finish);
+    return tail;
+  });
 }
 
 self.onmessage = (event: MessageEvent<WorkerJob>) => {

@@ -1,20 +1,14 @@
 // The proxies the end-to-end benchmark compares: sockpool (one instance per pool strategy) and
 // the peers Dante, microsocks and HAProxy (tcp mode), each started on 127.0.0.1 with a minimal
 // config written to a temp dir, and known ready when its ports listen (and a SOCKS5 greeting is
-// answered). Not the measurements (bench/e2e.ts) and not process plumbing (bench/e2e-procs.ts).
+// answered). Not the measurements (the section files) and not process plumbing (procs.ts, ports.ts).
 
 import { writeFileSync } from "node:fs";
 import path from "node:path";
-import { DEFAULT_CONFIG } from "../src/config/schema.ts";
-import {
-  freePorts,
-  type Proc,
-  READY_MS,
-  socksAnswers,
-  spawn,
-  stop,
-  waitListening,
-} from "./e2e-procs.ts";
+import { DEFAULT_CONFIG } from "../../src/config/schema.ts";
+import { freePorts, socksAnswers, waitListening } from "./ports.ts";
+import { type Proc, READY_MS, spawn, stop } from "./procs.ts";
+import { debianVersion, findBinary, missingBinary, upstreamVersion } from "./tools.ts";
 
 export type PeerFamily = "sockpool" | "dante" | "microsocks" | "haproxy";
 
@@ -82,29 +76,6 @@ export interface StartContext {
 export const SOCKPOOL_WORKERS = 2;
 /** sockpool's shutdown grace in the benchmark: short, so stopping a peer is quick. */
 const SHUTDOWN_TIMEOUT_MS = 1_000;
-
-export function debianVersion(pkg: string): string | null {
-  // "dante-server\t1.4.2+dfsg-7+b8"
-  const result = Bun.spawnSync(["dpkg-query", "-W", pkg], { stdout: "pipe", stderr: "ignore" });
-  const text = result.stdout.toString().trim().split("\t")[1] ?? "";
-  return result.exitCode === 0 && text !== "" ? text : null;
-}
-
-/** "1.4.2+dfsg-7+b8" → "1.4.2"; "2.6.12-1+deb12u4" → "2.6.12". */
-function upstreamVersion(debian: string | null): string {
-  return debian === null ? "?" : debian.replace(/^\d+:/, "").replace(/[+~-].*$/, "");
-}
-
-/** A binary on PATH, or in /usr/sbin (where Debian puts danted and haproxy; not on every PATH). */
-function findBinary(binary: string): string | null {
-  return Bun.which(binary) ?? Bun.which(binary, { PATH: "/usr/local/sbin:/usr/sbin:/sbin" });
-}
-
-function missingBinary(binary: string, pkg: string): string | null {
-  return findBinary(binary) === null
-    ? `${binary} not found; install it with: apt-get install -y ${pkg}`
-    : null;
-}
 
 async function ready(
   proc: Proc,
@@ -314,12 +285,3 @@ export function haproxyPeer(): PeerSpec {
 
 export const PEER_FAMILIES = ["direct", "sockpool", "dante", "microsocks", "haproxy"] as const;
 export type PeerName = (typeof PEER_FAMILIES)[number];
-
-/** The Debian packages the benchmark uses, for .ci/setup.sh --bench-tools. */
-export const BENCH_PACKAGES = [
-  "iperf3",
-  "proxychains4",
-  "dante-server",
-  "microsocks",
-  "haproxy",
-] as const;

@@ -1,10 +1,11 @@
 // iperf3 runs for the benchmarks: one server, clients straight, through a TCP forward, or through
 // a SOCKS5 proxy with proxychains4. Reads iperf3's JSON and returns bits per second. Not a report:
-// bench/iperf.ts and bench/e2e.ts print their own tables.
+// the throughput section prints the table.
 
 import { writeFileSync } from "node:fs";
 import path from "node:path";
-import { type Proc, spawn, treeCpuSeconds } from "./e2e-procs.ts";
+import { treeCpuSeconds } from "./proc-tree.ts";
+import { type Proc, spawn } from "./procs.ts";
 
 export interface IperfVariant {
   /** Stable key, used in JSON. */
@@ -20,13 +21,6 @@ export const IPERF_VARIANTS: readonly IperfVariant[] = [
   { key: "1R", name: "1 stream -R", args: ["-R"] },
   { key: "4R", name: "4 streams -R", args: ["-R", "-P", "4"] },
 ];
-
-/** Finds a tool on PATH, or fails with how to install it. */
-export function requireTool(name: string, hint: string): string {
-  const found = Bun.which(name);
-  if (found === null) throw new Error(`${name} not found on PATH; ${hint}`);
-  return found;
-}
 
 /** Starts `iperf3 -s` on 127.0.0.1:port and waits for "Server listening". */
 export async function startIperfServer(iperf3: string, port: number): Promise<Proc> {

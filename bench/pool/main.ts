@@ -1,8 +1,10 @@
-// The pool microbenchmarks, `bun run bench`: every strategy beside its baselines.
+// The pool microbenchmarks' entry point, `bun run bench`: every strategy beside its baselines. The
+// child-*.ts files beside it are not entry points: this file starts them (child-single.ts as a process
+// per strategy, child-worker.ts as Workers through threads.ts).
 //   1. single thread, acquire+release and acquireMany+releaseMany — mitata, one process per strategy
-//      (pool-single.ts says why), plus baselines: JS array free list, empty bun:ffi call, bare rings;
+//      (child-single.ts says why), plus baselines: JS array free list, empty bun:ffi call, bare rings;
 //   2. 1, 2, 4, 8 Workers contending on one pool, pairs/s summed over Workers — own harness
-//      (pool-threads.ts: start gate, fixed-duration rounds, wall time measured on this thread);
+//      (threads.ts: start gate, fixed-duration rounds, wall time measured on this thread);
 //   3. hand-off: one Worker acquires, another releases, through an SPSC ring;
 //   4. the summary table with ratios to `mutex`, bench/results/pool.json and pool-workers.svg.
 // BENCH_SMOKE=1 runs tiny sizes in seconds (the test suite does) and writes to a temporary directory,
@@ -12,8 +14,8 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { STRATEGY_NAMES } from "../src/pool/index.ts";
-import { loadNative } from "../src/pool/freelist/native.ts";
+import { STRATEGY_NAMES } from "../../src/pool/index.ts";
+import { loadNative } from "../../src/pool/freelist/native.ts";
 import {
   BASELINE_STRATEGY,
   benchSizes,
@@ -23,28 +25,29 @@ import {
   NAME_COLUMN,
   OTHER_CORES_MAX,
   WORKER_SUBJECTS,
-} from "./pool-config.ts";
-import { cpuShare, cpuSnapshot } from "./pool-load.ts";
-import type { SingleResult } from "./pool-protocol.ts";
+} from "./config.ts";
+import { COMMITTED_RESULTS_DIR } from "../lib/results.ts";
+import { cpuShare, cpuSnapshot } from "./cpu-load.ts";
+import type { SingleResult } from "./protocol.ts";
+import { workersSvg } from "./chart.ts";
+import { resultsJson } from "./json.ts";
 import {
   type BenchResults,
   machineInfo,
   NOT_APPLICABLE,
-  resultsJson,
   summaryTable,
   targetLines,
   targets,
   throughputLine,
-  workersSvg,
-} from "./pool-report.ts";
-import { runContention, runHandoff } from "./pool-threads.ts";
+} from "./report.ts";
+import { runContention, runHandoff } from "./threads.ts";
 
 const smoke = process.env.BENCH_SMOKE === "1";
 const sizes = benchSizes(smoke);
 // Without the library `queue` would quietly measure its TypeScript fallback, and the FFI baselines fail.
 const native = loadNative();
 if (!native.ok) throw new Error(`the pool benchmarks need the native queue: ${native.reason}`);
-const committedDir = fileURLToPath(new URL("./results/", import.meta.url));
+const committedDir = COMMITTED_RESULTS_DIR;
 
 function resultsDir(): string {
   const override = process.env.BENCH_RESULTS_DIR;
@@ -91,12 +94,12 @@ async function runSingle(
   out: string,
   header: boolean,
 ): Promise<{ result: SingleResult; otherCores: number | null }> {
-  const script = fileURLToPath(new URL("./pool-single.ts", import.meta.url));
+  const script = fileURLToPath(new URL("./child-single.ts", import.meta.url));
   const args = [script, group, out, ...(smoke ? ["--smoke"] : []), ...(header ? ["--header"] : [])];
   const before = cpuSnapshot();
   const child = Bun.spawn([process.execPath, ...args], { stdout: "inherit", stderr: "inherit" });
   const code = await child.exited;
-  if (code !== 0) throw new Error(`bench/pool-single.ts ${group} exited with ${code}`);
+  if (code !== 0) throw new Error(`bench/pool/child-single.ts ${group} exited with ${code}`);
   const childUs = Number(child.resourceUsage()?.cpuTime.total ?? 0n);
   const load = cpuShare(before, cpuSnapshot(), results.machine.cores, childUs);
   return {

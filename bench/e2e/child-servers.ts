@@ -10,15 +10,10 @@
 // "stats" (bytes the bulk server handed to the kernel), "close-echo" (close every echo
 // connection, server first, for the same TIME_WAIT reason). Exits when stdin ends.
 //
-//   bun bench/e2e-servers.ts STREAM_BYTES
+//   bun bench/e2e/child-servers.ts STREAM_BYTES
 
 import type { Socket } from "bun";
-import { PAYLOAD_BYTES } from "./e2e-load.ts";
-
-export type ServersMessage =
-  | { type: "ready"; echoPort: number; closePort: number; bulkPort: number }
-  | { type: "stats"; bulkSentBytes: number; bulkConnections: number; echoConnections: number }
-  | { type: "closed-echo"; closed: number };
+import { PAYLOAD_BYTES, type ServersMessage } from "./protocol.ts";
 
 const BULK_CHUNK_BYTES = 256 * 1024;
 
@@ -139,7 +134,9 @@ function main(streamBytes: number): void {
 if (import.meta.main) {
   const streamBytes = Number(Bun.argv[2]);
   if (!Number.isSafeInteger(streamBytes) || streamBytes < 1) {
-    console.error("usage: bun bench/e2e-servers.ts STREAM_BYTES (started by bench/e2e.ts)");
+    console.error(
+      "usage: bun bench/e2e/child-servers.ts STREAM_BYTES (started by bench/e2e/main.ts)",
+    );
     process.exit(2);
   }
   main(streamBytes);

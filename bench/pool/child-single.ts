@@ -1,14 +1,14 @@
 // One process of the single-thread pool benchmarks: one strategy's (or the baselines') cases under
-// mitata, written to a small JSON file for pool.bench.ts. Not meant to be run alone.
+// mitata, written to a small JSON file for main.ts. Not meant to be run alone.
 //
-//   bun bench/pool-single.ts <strategy | baselines> <out.json> [--smoke] [--header]
+//   bun bench/pool/child-single.ts <strategy | baselines> <out.json> [--smoke] [--header]
 //
 // Why a process per strategy: every strategy shares SlabPool.acquire, whose this.take() call site
 // turns polymorphic once a second strategy has run in the same JS VM; measured here, that made
 // `mutex` 6× and `queue` 1.6× slower than in a process of its own. The proxy runs one strategy per
 // process, so each one is measured alone.
 
-import { heapStats, memoryUsage } from "bun:jsc";
+import { memoryUsage } from "bun:jsc";
 import { bench, do_not_optimize, group, measure, run } from "mitata";
 import {
   type BufferPool,
@@ -16,9 +16,9 @@ import {
   createPoolMemory,
   isStrategyName,
   type StrategyName,
-} from "../src/pool/index.ts";
-import { NativeRing, nativeNoop } from "../src/pool/freelist/native.ts";
-import { TsRing } from "../src/pool/freelist/ring.ts";
+} from "../../src/pool/index.ts";
+import { NativeRing, nativeNoop } from "../../src/pool/freelist/native.ts";
+import { TsRing } from "../../src/pool/freelist/ring.ts";
 import {
   BASELINE_STRATEGY,
   benchSizes,
@@ -27,31 +27,21 @@ import {
   NAME_COLUMN,
   SLOT_BYTES,
   SLOTS,
-} from "./pool-config.ts";
-import type { SingleFigure, SingleResult } from "./pool-protocol.ts";
-
-interface Case {
-  key: string;
-  measure: "single" | "batched";
-  name: string;
-  fn: () => void;
-  /** Measures allocation: a full GC before every sample (costs time, so only where it matters). */
-  gcInner: boolean;
-  /** The same work for the allocation probe, if it differs from `fn` (see strategyCases). */
-  probeFn?: () => void;
-}
+} from "./config.ts";
+import type { SingleFigure, SingleResult } from "./protocol.ts";
+import { allocsPerCall, type Case, loopFigure, mitataFigure } from "./single-figures.ts";
 
 const [groupName, outPath, ...flags] = process.argv.slice(2);
 if (!groupName || !outPath) {
-  throw new Error("usage: bun bench/pool-single.ts <strategy | baselines> <out.json> [--smoke]");
+  throw new Error(
+    "usage: bun bench/pool/child-single.ts <strategy | baselines> <out.json> [--smoke]",
+  );
 }
 const sizes = benchSizes(flags.includes("--smoke"));
 const header = flags.includes("--header");
 
 let checksum = 0; // written out, so no loop body can be optimised away
 const pools: BufferPool[] = [];
-
-type MitataStats = Awaited<ReturnType<typeof measure>>;
 
 function strategyCases(strategy: StrategyName): Case[] {
   const options = { strategy, slots: SLOTS, slot_bytes: SLOT_BYTES, local_batch: LOCAL_BATCH };
@@ -193,59 +183,6 @@ function baselineCases(): Case[] {
   ];
 }
 
-function liveObjects(): number {
-  const counts = heapStats().objectTypeCounts as Record<string, number>;
-  let total = 0;
-  for (const type in counts) total += counts[type]!;
-  return total;
-}
-
-const PROBE_CALLS = 16;
-const PROBE_REPEATS = 5;
-const PROBE_ATTEMPTS = 5;
-
-/** Objects allocated per call: live objects after PROBE_CALLS calls minus after none, each right
- *  after a full GC, so heapStats' own result objects cancel out. The idle count is taken before and
- *  after the busy one and must agree (early on, one-off objects are still being collected); null if
- *  it never settles, e.g. because a GC ran inside the probe. */
-function allocsPerCall(fn: () => void): number | null {
-  const growth = (calls: number): number => {
-    const out: number[] = [];
-    for (let r = 0; r < PROBE_REPEATS; r++) {
-      Bun.gc(true);
-      const before = liveObjects();
-      for (let i = 0; i < calls; i++) fn();
-      out.push(liveObjects() - before);
-    }
-    return out.sort((x, y) => x - y)[PROBE_REPEATS >> 1]!;
-  };
-  for (let i = 0; i < 1000; i++) fn(); // compiled, and lazily built caches (views, batches) filled
-  for (let attempt = 0; attempt < PROBE_ATTEMPTS; attempt++) {
-    const idleBefore = growth(0);
-    const busy = growth(PROBE_CALLS);
-    if (growth(0) === idleBefore) return Math.max(0, (busy - idleBefore) / PROBE_CALLS);
-  }
-  return null;
-}
-
-function loopFigure(c: Case, iterations: number): SingleFigure {
-  for (let i = 0; i < iterations; i++) c.fn(); // warm
-  const started = performance.now();
-  for (let i = 0; i < iterations; i++) c.fn();
-  const ns = ((performance.now() - started) * 1e6) / iterations;
-  return {
-    key: c.key,
-    measure: c.measure,
-    name: c.name,
-    ns_per_op: Math.max(ns, 1e-3),
-    p50_ns: null,
-    p99_ns: null,
-    heap_bytes_per_op: null,
-    allocs_per_op: null,
-    timer: "loop",
-  };
-}
-
 let cases: Case[];
 let title: string;
 if (groupName === "baselines") {
@@ -262,21 +199,6 @@ if (groupName === "baselines") {
 
 const figures = new Map<string, SingleFigure>();
 const caseId = (c: { key: string; measure: string }): string => `${c.key}/${c.measure}`;
-
-function mitataFigure(c: Case, stats: MitataStats): SingleFigure {
-  const heap = c.gcInner && stats.heap ? stats.heap.avg : null;
-  return {
-    key: c.key,
-    measure: c.measure,
-    name: c.name,
-    ns_per_op: stats.avg,
-    p50_ns: stats.p50,
-    p99_ns: stats.p99,
-    heap_bytes_per_op: heap === null || Number.isNaN(heap) ? null : heap,
-    allocs_per_op: c.gcInner ? allocsPerCall(c.probeFn ?? c.fn) : null,
-    timer: "mitata",
-  };
-}
 
 if (sizes.smoke) {
   // A plain loop per case, then mitata's measure() briefly on the first case so the mitata path

@@ -2,15 +2,15 @@
 // on one pool) and hand-off (one Worker acquires, another releases). mitata times one thread, so this
 // is its own harness: Workers start together through a start gate (Atomics.wait/notify on GATE), run
 // until STOP or a pair count, and report counts; the wall time is measured here, from opening the
-// gate to the last report. A round during which other processes were busy is re-run (pool-load.ts).
-// Not the per-pair loops: those are in pool-worker.ts.
+// gate to the last report. A round during which other processes were busy is re-run (cpu-load.ts).
+// Not the per-pair loops: those are in child-worker.ts.
 
 import {
   attachPool,
   createPoolMemory,
   isStrategyName,
   type PoolMemory,
-} from "../src/pool/index.ts";
+} from "../../src/pool/index.ts";
 import {
   type BenchSizes,
   type HandoffSubject,
@@ -19,8 +19,9 @@ import {
   SLOT_BYTES,
   SLOTS,
   type WorkerSubject,
-} from "./pool-config.ts";
-import { type CpuShare, cpuShare, cpuSnapshot } from "./pool-load.ts";
+} from "./config.ts";
+import { median } from "../lib/stats.ts";
+import { type CpuShare, cpuShare, cpuSnapshot } from "./cpu-load.ts";
 import {
   CONTROL_BYTES,
   GATE_WORD,
@@ -32,7 +33,7 @@ import {
   TAIL_WORD,
   type WorkerJob,
   type WorkerMessage,
-} from "./pool-protocol.ts";
+} from "./protocol.ts";
 
 /** Total acquire+release pairs per second over all Workers: the median round, and its spread. */
 export interface ThroughputFigure {
@@ -63,7 +64,7 @@ class BenchWorker {
   private failure: Error | null = null;
 
   constructor(job: WorkerJob, label: string) {
-    this.worker = new Worker(new URL("./pool-worker.ts", import.meta.url).href);
+    this.worker = new Worker(new URL("./child-worker.ts", import.meta.url).href);
     this.worker.onmessage = (event: MessageEvent<WorkerMessage>) => {
       if (this.waiting) {
         this.waiting.resolve(event.data);
@@ -163,11 +164,6 @@ async function runRounds(
 
 function mean(values: number[]): number {
   return values.reduce((sum, v) => sum + v, 0) / values.length;
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[sorted.length >> 1]!;
 }
 
 function memoryFor(subject: string): PoolMemory | null {
