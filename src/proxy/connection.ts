@@ -70,10 +70,12 @@ export class Connection implements PipeOwner {
   private lastActivity: number;
   private readonly up: Pipe; // client → upstream
   private readonly down: Pipe; // upstream → client
-  private readonly partial: PartialMessage; // a handshake message split across reads
+  // A handshake message split across reads; made only when one is (most clients send whole ones).
+  private partial: PartialMessage | null = null;
   private readonly ctx: ConnectionContext;
   private readonly kind: "socks" | "forward";
-  private readonly front: FrontProtocol | null;
+  // Null for a forward, and once the front has answered the dial: idle connections hold no front.
+  private front: FrontProtocol | null;
   private readonly client: Socket<Connection>;
   private upstream: Socket<Connection> | null = null;
   private target = "";
@@ -99,7 +101,6 @@ export class Connection implements PipeOwner {
     this.up = new Pipe(ctx.pool, backlogMax, this);
     this.down = new Pipe(ctx.pool, backlogMax, this);
     this.up.connect(client, null); // client bytes queue (paused) until the upstream is there
-    this.partial = new PartialMessage(ctx.pool);
   }
 
   /** Starts the first stage: the front protocol's handshake, or for a forward the dial itself. */
@@ -118,14 +119,15 @@ export class Connection implements PipeOwner {
   private handshake(front: FrontProtocol, chunk: Uint8Array): void {
     let rest = chunk;
     while (rest.length > 0 && this.stage === "front") {
-      const held = this.partial.length;
-      const input = held > 0 ? this.partial.extend(rest) : rest;
+      const held = this.partial?.length ?? 0;
+      const input = held > 0 ? this.partial!.extend(rest) : rest;
       const step: FrontStep = front.feed(input);
       if (step.kind === "need-more") {
+        this.partial ??= new PartialMessage(this.ctx.pool);
         if (!this.partial.keep(input)) this.refuse("POOL_EXHAUSTED", null); // no room to wait
         return;
       }
-      this.partial.drop();
+      this.partial?.drop();
       if (step.kind === "refuse") {
         this.refused(step);
         return;
@@ -135,6 +137,7 @@ export class Connection implements PipeOwner {
         if (!this.send(step.bytes)) return;
       } else {
         this.handshakeDeadline = NO_DEADLINE;
+        this.partial = null;
         if (rest.length > 0) this.up.data(rest); // pipelined early data, queued until the dial
         void this.dial(step.request);
         return;
@@ -200,6 +203,7 @@ export class Connection implements PipeOwner {
     if (this.front !== null) {
       const bound = { host: upstream.localAddress, port: upstream.localPort };
       if (!this.send(this.front.succeeded(bound))) return;
+      this.front = null; // its job is done
     }
     this.up.connect(this.client, upstream);
     this.down.connect(upstream, this.client);
@@ -267,7 +271,7 @@ export class Connection implements PipeOwner {
       this.reply = reply[1];
       this.client.write(reply);
     }
-    this.partial.drop();
+    this.partial?.drop();
     this.up.dispose();
     this.down.dispose();
     this.client.end();

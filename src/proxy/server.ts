@@ -53,6 +53,8 @@ export interface ProxyOptions {
   openConnections?: Int32Array;
 }
 
+const noFront = (): null => null; // a forward listener relays from the first byte
+
 /** Sweeps often enough to honour the shortest configured timeout within about a quarter of it. */
 function sweepInterval(config: Config): number {
   const timeouts = [
@@ -157,16 +159,15 @@ export async function startProxy(options: ProxyOptions): Promise<ProxyServer> {
   try {
     if (config.socks.enabled) {
       const check = config.socks.auth === "password" ? passwordCheck(config.socks.users) : null;
-      listen("socks", config.socks.listen, (socket) =>
-        accept(socket, "socks", () => new Socks5Handshake(check)),
-      );
+      const socksFront = () => new Socks5Handshake(check);
+      listen("socks", config.socks.listen, (socket) => accept(socket, "socks", socksFront));
     }
     for (const forward of config.forward) {
       const target = addressOf(forward.target, "forward target");
       listen(
         "forward",
         forward.listen,
-        (socket) => accept(socket, "forward", () => null, target),
+        (socket) => accept(socket, "forward", noFront, target),
         forward.target,
       );
     }
