@@ -1,6 +1,7 @@
 // Strategy `local`: a per-thread cache of up to 2·B slot indices in front of the shared queue
-// (native when available), the magazine design of per-CPU allocators. A warm cache acquires and releases with no atomics and no
-// FFI call; an empty cache refills B at a time, a full one flushes B at a time.
+// (native when available), the magazine design of per-CPU allocators. A warm cache acquires and
+// releases with no atomics and no FFI call; an empty cache refills B at a time, a full one flushes
+// B at a time.
 // Not fair across threads: up to 2·B slots can sit idle in one thread's cache while another thread
 // finds the shared queue empty. flush() returns them (call it when a thread goes idle or exits).
 
