@@ -147,8 +147,12 @@ export class Connection implements PipeOwner {
 
   /** The front protocol refused the client: log why (never a password), answer, close. */
   private refused(step: Extract<FrontStep, { kind: "refuse" }>): void {
-    if (step.username !== undefined) {
-      this.ctx.log.info("authentication failed", { username: step.username });
+    if (step.code === "AUTH_FAILED") {
+      // An unknown username is not logged: it may carry password bytes (see the front).
+      this.ctx.log.info("authentication failed", {
+        client: this.clientAddress,
+        ...(step.username === undefined ? { user_known: false } : { username: step.username }),
+      });
     } else if (step.error !== undefined) {
       this.ctx.log.debug("bad handshake", { code: step.error.code, error: step.error.message });
     }
