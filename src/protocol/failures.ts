@@ -47,6 +47,7 @@ export type Outcome =
   | "idle_timeout"
   | "fin_timeout"
   | "error"
+  | "reset"
   | "shutdown"
   | "limit";
 

@@ -251,20 +251,25 @@ export class Connection implements PipeOwner {
     return false;
   }
 
-  /** A socket error or reset on either side, or an exception thrown on a socket path: tear both
-   *  down at once and return every slot. An exception is a bug and is logged with its stack. */
+  /** A socket error on either side, or an exception thrown on a socket path: tear both down at
+   *  once and return every slot. A reset is passed on as a reset (see close()), so the other end
+   *  cannot take a cut-off transfer for a complete one. An exception is a bug: logged with its
+   *  stack. */
   failed(error: Error): void {
     if (this.stage === "closed") return;
-    if (isSocketError(error)) {
-      this.ctx.log.debug("socket error", {
-        client: this.clientAddress,
-        target: this.target,
-        error: (error as { code?: string }).code ?? error.message,
-      });
-    } else {
+    if (!isSocketError(error)) {
       logUnexpected(this.ctx.log, error, { client: this.clientAddress, target: this.target });
+      this.close("error");
+      return;
     }
-    this.close("error");
+    const code = (error as { code?: string }).code;
+    this.ctx.log.debug("socket error", {
+      client: this.clientAddress,
+      target: this.target,
+      error: code ?? error.message,
+    });
+    // EPIPE: we wrote to a peer that had already reset (Linux reports the reset to the writer).
+    this.close(code === "ECONNRESET" || code === "EPIPE" ? "reset" : "error");
   }
 
   /** Closes both sockets, returns every slot, logs one line. Idempotent. */
@@ -278,8 +283,15 @@ export class Connection implements PipeOwner {
     this.partial?.drop();
     this.up.dispose();
     this.down.dispose();
-    this.client.end();
-    if (this.upstream !== null) this.upstream.end();
+    if (outcome === "reset") {
+      // terminate() sends RST: the other end sees ECONNRESET, not a FIN that would pass a cut-off
+      // stream for a complete one. (The side that reset is gone already; this is a no-op there.)
+      this.client.terminate();
+      this.upstream?.terminate();
+    } else {
+      this.client.end();
+      this.upstream?.end();
+    }
     this.ctx.forget(this);
     this.ctx.log.info("connection", {
       kind: this.kind,
