@@ -36,7 +36,7 @@ import {
   Reply,
 } from "../protocol/index.ts";
 import { connectAny, DialError, resolveHost } from "./dial.ts";
-import { PartialMessage } from "./partial.ts";
+import { type HandshakeBudget, PartialMessage } from "./partial.ts";
 import { Pipe, type PipeOwner } from "./relay.ts";
 
 export type Stage = "front" | "dial" | "relay" | "closed";
@@ -54,6 +54,8 @@ export interface ConnectionContext {
   readonly pool: BufferPool;
   readonly log: Logger;
   readonly clock: Clock;
+  /** The slots this Worker's handshakes hold together, and their bound. */
+  readonly handshakeSlots: HandshakeBudget;
   /** Called once, when the connection has closed: returns its place under connections_max. */
   readonly forget: (connection: Connection) => void;
 }
@@ -123,7 +125,7 @@ export class Connection implements PipeOwner {
       const input = held > 0 ? this.partial!.extend(rest) : rest;
       const step: FrontStep = front.feed(input);
       if (step.kind === "need-more") {
-        this.partial ??= new PartialMessage(this.ctx.pool);
+        this.partial ??= new PartialMessage(this.ctx.pool, this.ctx.handshakeSlots);
         if (!this.partial.keep(input)) this.refuse("POOL_EXHAUSTED", null); // no room to wait
         return;
       }

@@ -18,6 +18,7 @@ function harness() {
     pool,
     log,
     clock: { now: performance.now() },
+    handshakeSlots: { held: 0, max: 4 },
     forget: (connection) => forgotten.push(connection),
   };
   return { ctx, logs, forgotten, pool };
