@@ -34,6 +34,8 @@ const serverEntries = {
     ),
     0,
   ),
+  /** Start even when another process already serves a listen address (both get connections). */
+  share_port: v.optional(flag, false),
   /** Open client connections for the whole process, summed over all Workers, not per Worker. */
   connections_max: v.optional(
     integerBetween(LIMITS.connections_min, LIMITS.connections_max),

@@ -18,7 +18,12 @@ function problems(input: unknown): string[] {
 describe("defaults", () => {
   test("an empty file gives every documented default", () => {
     expect(DEFAULT_CONFIG).toEqual({
-      server: { workers: 0, connections_max: 10_000, shutdown_timeout_ms: 10_000 },
+      server: {
+        workers: 0,
+        share_port: false,
+        connections_max: 10_000,
+        shutdown_timeout_ms: 10_000,
+      },
       socks: {
         enabled: true,
         listen: "127.0.0.1:1080",
