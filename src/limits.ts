@@ -68,6 +68,9 @@ export const LIMITS = {
   slab_bytes_max: 2 ** 32,
   local_batch_min: 1,
   local_batch_max: 1024,
+  /** Share of the pool that clients still in their handshake may hold (split messages). */
+  handshake_share_percent_min: 1,
+  handshake_share_percent_max: 100,
 
   // ── pool, as createPool accepts it (tests and benchmarks use pools too small for the config) ──
   pool_api_slots_min: 2,

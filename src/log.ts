@@ -31,10 +31,25 @@ function writeStderr(line: string): void {
   process.stderr.write(line);
 }
 
-/** `key=value`, quoting values that contain spaces, quotes or `=` so a line stays machine-splittable. */
+// Characters a client can put into a logged value (a username, a domain) that must never reach a
+// terminal or a log viewer raw: C0 controls (ESC starts terminal escape sequences, BEL, CR and LF
+// forge lines), DEL, C1 controls (NEL, CSI), the line and paragraph separators, and the bidi
+// overrides that reorder what a reader sees. JSON.stringify escapes only C0, so both formats run
+// this after it. Each becomes a \uXXXX escape, so the original is still recoverable.
+// biome-ignore lint/suspicious/noControlCharactersInRegex: finding control characters is its job
+const UNSAFE = /[\u0000-\u001f\u007f-\u009f\u200e\u200f\u2028-\u202e\u2066-\u2069]/g;
+const HAS_UNSAFE = new RegExp(UNSAFE.source); // no g flag: test() keeps no state
+
+function escapeUnsafe(text: string): string {
+  return text.replace(UNSAFE, (char) => `\\u${char.charCodeAt(0).toString(16).padStart(4, "0")}`);
+}
+
+/** `key=value`, quoting values that contain spaces, quotes, `=` or unsafe characters (escaped as in
+ *  JSON), so a line stays machine-splittable and one line. */
 function textValue(value: string | number | boolean | null): string {
   const text = String(value);
-  return /[\s"=]/.test(text) || text === "" ? JSON.stringify(text) : text;
+  const quote = text === "" || /[\s"=\\]/.test(text) || HAS_UNSAFE.test(text);
+  return quote ? escapeUnsafe(JSON.stringify(text)) : text;
 }
 
 function formatLine(
@@ -45,7 +60,7 @@ function formatLine(
 ): string {
   const time = new Date().toISOString();
   if (format === "json") {
-    return `${JSON.stringify({ time, level, msg: message, ...fields })}\n`;
+    return `${escapeUnsafe(JSON.stringify({ time, level, msg: message, ...fields }))}\n`;
   }
   let line = `${time} ${level.toUpperCase().padEnd(5)} ${message}`;
   for (const key in fields) {

@@ -9,6 +9,7 @@ import { workerCount } from "./config/schema.ts";
 import { fileLimitWarning, openFileLimit } from "./fd-limit.ts";
 import { createLogger } from "./log.ts";
 import { createPoolMemory } from "./pool/index.ts";
+import { assertAddressesFree } from "./port-probe.ts";
 import { formatHostPort } from "./protocol/host-port.ts";
 import { Supervisor } from "./supervisor.ts";
 
@@ -35,6 +36,18 @@ switch (result.kind) {
 const { config } = result;
 const log = createLogger({ level: config.log.level, format: config.log.format });
 for (const warning of result.warnings) log.warn(warning);
+if (!config.server.share_port) {
+  const addresses = [
+    ...(config.socks.enabled ? [config.socks.listen] : []),
+    ...config.forward.map((forward) => forward.listen),
+  ];
+  try {
+    assertAddressesFree(addresses);
+  } catch (error) {
+    log.error("cannot start", { error: (error as Error).message });
+    process.exit(1);
+  }
+}
 const workers = workerCount(config.server);
 const memory = createPoolMemory(
   {

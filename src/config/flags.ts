@@ -83,6 +83,12 @@ export const FLAGS: readonly FlagDefinition[] = [
     apply: integerOption(["server", "workers"]),
   },
   {
+    name: "share-port",
+    option: ["server", "share_port"],
+    description: "start even if another process already listens on a listen address",
+    apply: (draft, _value, flag) => setOption(draft, ["server", "share_port"], true, flag),
+  },
+  {
     name: "pool-strategy",
     value: "NAME",
     option: ["pool", "strategy"],

@@ -34,6 +34,8 @@ const serverEntries = {
     ),
     0,
   ),
+  /** Start even when another process already serves a listen address (both get connections). */
+  share_port: v.optional(flag, false),
   /** Open client connections for the whole process, summed over all Workers, not per Worker. */
   connections_max: v.optional(
     integerBetween(LIMITS.connections_min, LIMITS.connections_max),
@@ -118,6 +120,12 @@ const poolEntries = {
   ),
   /** Track an owner flag per slot and fail on a double or foreign release (debugging aid). */
   checked: v.optional(flag, false),
+  /** Percent of the slots that clients still in their handshake may hold together (a message
+   *  split across reads waits in a slot), so unauthenticated clients cannot starve the relays. */
+  handshake_share_percent: v.optional(
+    integerBetween(LIMITS.handshake_share_percent_min, LIMITS.handshake_share_percent_max),
+    25,
+  ),
   /** B for the "local" strategy: each Worker caches up to 2·B slots, moved B at a time. */
   local_batch: v.optional(
     integerBetween(LIMITS.local_batch_min, LIMITS.local_batch_max),
@@ -199,6 +207,12 @@ function deepFreeze<T>(value: T): T {
 export const DEFAULT_CONFIG: Readonly<Config> = deepFreeze(parseConfig({}));
 
 /** server.workers resolved: 0 means one Worker per CPU, capped at LIMITS.workers_max. */
+/** Slots one Worker's handshakes may hold: its even part of pool.handshake_share_percent. */
+export function handshakeSlotsPerWorker(config: Config): number {
+  const share = Math.floor((config.pool.slots * config.pool.handshake_share_percent) / 100);
+  return Math.max(1, Math.floor(share / workerCount(config.server)));
+}
+
 export function workerCount(
   server: Config["server"],
   cpus = navigator.hardwareConcurrency,

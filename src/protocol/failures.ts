@@ -47,6 +47,7 @@ export type Outcome =
   | "idle_timeout"
   | "fin_timeout"
   | "error"
+  | "reset"
   | "shutdown"
   | "limit";
 
@@ -63,7 +64,7 @@ export type HandshakeFailureCode =
   | "COMMAND_NOT_SUPPORTED" // a well-formed BIND or UDP ASSOCIATE: 07
   | "CLIENT_ABORTED" // the client closed or sent FIN before the handshake finished
   | "HANDSHAKE_TIMEOUT" // the client stayed silent past handshake_timeout_ms
-  | "POOL_EXHAUSTED"; // no pool slot to hold a split handshake message
+  | "POOL_EXHAUSTED"; // no pool slot for a split handshake message, or past the handshakes' share
 
 const GENERAL: Failure = { reply: Reply.GENERAL_FAILURE, outcome: "error" };
 const REFUSED: Failure = { reply: Reply.CONNECTION_REFUSED, outcome: "refused" };

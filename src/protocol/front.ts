@@ -20,7 +20,8 @@ export interface DialRequest {
  * - `dial`: the handshake is done; connect to `request`. Bytes after `consumed` are early data for
  *   the relay, never dropped.
  * - `refuse`: send `reply` (if any), then close. `error` is the decoder's error, when one caused it;
- *   `username` is set for a failed login (the password never leaves the front).
+ *   `username` is set for a failed login of a configured user only (the password never leaves
+ *   the front, and an unknown name may hold password bytes of a misframed request).
  */
 export type FrontStep =
   | { kind: "need-more" }

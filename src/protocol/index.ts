@@ -46,4 +46,4 @@ export {
   type SocksReply,
   type SocksRequest,
 } from "./request.ts";
-export { type PasswordCheck, Socks5Handshake } from "./socks-handshake.ts";
+export { type LoginVerdict, type PasswordCheck, Socks5Handshake } from "./socks-handshake.ts";

@@ -16,8 +16,11 @@ import type { DialRequest, FrontProtocol, FrontStep } from "./front.ts";
 import { chooseMethod, decodeGreeting, encodeMethodSelection } from "./greeting.ts";
 import { decodeRequest, encodeReply } from "./request.ts";
 
+/** What an RFC 1929 login check found. */
+export type LoginVerdict = "ok" | "wrong-password" | "unknown-user";
+
 /** Checks an RFC 1929 login; must compare the password in constant time. */
-export type PasswordCheck = (username: string, password: Uint8Array) => boolean;
+export type PasswordCheck = (username: string, password: Uint8Array) => LoginVerdict;
 
 type Step = "greeting" | "auth" | "request" | "done";
 
@@ -43,8 +46,12 @@ export class Socks5Handshake implements FrontProtocol {
         });
       case "auth":
         return this.next(decodeAuthRequest(input), (auth, consumed) => {
-          if (!this.checkPassword?.(auth.username, auth.password)) {
-            return { ...this.refuse("AUTH_FAILED"), username: auth.username };
+          const verdict = this.checkPassword?.(auth.username, auth.password) ?? "unknown-user";
+          if (verdict !== "ok") {
+            // Only a configured user's name is given out for the log: an unknown one may be the
+            // client's misframing (a wrong ULEN pulls PLEN and password bytes into the name).
+            const refusal = this.refuse("AUTH_FAILED");
+            return verdict === "wrong-password" ? { ...refusal, username: auth.username } : refusal;
           }
           this.step = "request";
           return { kind: "reply", consumed, bytes: encodeAuthReply(AuthStatus.SUCCESS) };

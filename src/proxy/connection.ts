@@ -36,7 +36,7 @@ import {
   Reply,
 } from "../protocol/index.ts";
 import { connectAny, DialError, resolveHost } from "./dial.ts";
-import { PartialMessage } from "./partial.ts";
+import { type HandshakeBudget, PartialMessage } from "./partial.ts";
 import { Pipe, type PipeOwner } from "./relay.ts";
 
 export type Stage = "front" | "dial" | "relay" | "closed";
@@ -54,6 +54,8 @@ export interface ConnectionContext {
   readonly pool: BufferPool;
   readonly log: Logger;
   readonly clock: Clock;
+  /** The slots this Worker's handshakes hold together, and their bound. */
+  readonly handshakeSlots: HandshakeBudget;
   /** Called once, when the connection has closed: returns its place under connections_max. */
   readonly forget: (connection: Connection) => void;
 }
@@ -123,7 +125,7 @@ export class Connection implements PipeOwner {
       const input = held > 0 ? this.partial!.extend(rest) : rest;
       const step: FrontStep = front.feed(input);
       if (step.kind === "need-more") {
-        this.partial ??= new PartialMessage(this.ctx.pool);
+        this.partial ??= new PartialMessage(this.ctx.pool, this.ctx.handshakeSlots);
         if (!this.partial.keep(input)) this.refuse("POOL_EXHAUSTED", null); // no room to wait
         return;
       }
@@ -147,8 +149,12 @@ export class Connection implements PipeOwner {
 
   /** The front protocol refused the client: log why (never a password), answer, close. */
   private refused(step: Extract<FrontStep, { kind: "refuse" }>): void {
-    if (step.username !== undefined) {
-      this.ctx.log.info("authentication failed", { username: step.username });
+    if (step.code === "AUTH_FAILED") {
+      // An unknown username is not logged: it may carry password bytes (see the front).
+      this.ctx.log.info("authentication failed", {
+        client: this.clientAddress,
+        ...(step.username === undefined ? { user_known: false } : { username: step.username }),
+      });
     } else if (step.error !== undefined) {
       this.ctx.log.debug("bad handshake", { code: step.error.code, error: step.error.message });
     }
@@ -247,20 +253,25 @@ export class Connection implements PipeOwner {
     return false;
   }
 
-  /** A socket error or reset on either side, or an exception thrown on a socket path: tear both
-   *  down at once and return every slot. An exception is a bug and is logged with its stack. */
+  /** A socket error on either side, or an exception thrown on a socket path: tear both down at
+   *  once and return every slot. A reset is passed on as a reset (see close()), so the other end
+   *  cannot take a cut-off transfer for a complete one. An exception is a bug: logged with its
+   *  stack. */
   failed(error: Error): void {
     if (this.stage === "closed") return;
-    if (isSocketError(error)) {
-      this.ctx.log.debug("socket error", {
-        client: this.clientAddress,
-        target: this.target,
-        error: (error as { code?: string }).code ?? error.message,
-      });
-    } else {
+    if (!isSocketError(error)) {
       logUnexpected(this.ctx.log, error, { client: this.clientAddress, target: this.target });
+      this.close("error");
+      return;
     }
-    this.close("error");
+    const code = (error as { code?: string }).code;
+    this.ctx.log.debug("socket error", {
+      client: this.clientAddress,
+      target: this.target,
+      error: code ?? error.message,
+    });
+    // EPIPE: we wrote to a peer that had already reset (Linux reports the reset to the writer).
+    this.close(code === "ECONNRESET" || code === "EPIPE" ? "reset" : "error");
   }
 
   /** Closes both sockets, returns every slot, logs one line. Idempotent. */
@@ -274,8 +285,15 @@ export class Connection implements PipeOwner {
     this.partial?.drop();
     this.up.dispose();
     this.down.dispose();
-    this.client.end();
-    if (this.upstream !== null) this.upstream.end();
+    if (outcome === "reset") {
+      // terminate() sends RST: the other end sees ECONNRESET, not a FIN that would pass a cut-off
+      // stream for a complete one. (The side that reset is gone already; this is a no-op there.)
+      this.client.terminate();
+      this.upstream?.terminate();
+    } else {
+      this.client.end();
+      this.upstream?.end();
+    }
     this.ctx.forget(this);
     this.ctx.log.info("connection", {
       kind: this.kind,

@@ -14,8 +14,9 @@ export function passwordCheck(
   const passwords = new Map(users.map((user) => [user.username, encoder.encode(user.password)]));
   return (username, given) => {
     const expected = passwords.get(username);
+    if (expected === undefined) return "unknown-user";
     // Constant-time in the password bytes, so a wrong guess learns nothing from the timing.
-    if (expected === undefined || expected.length !== given.length) return false;
-    return timingSafeEqual(expected, given);
+    const matches = expected.length === given.length && timingSafeEqual(expected, given);
+    return matches ? "ok" : "wrong-password";
   };
 }

@@ -3,7 +3,7 @@
 // close. Not process supervision (supervisor.ts) and not config parsing (src/config/).
 
 import type { Socket, TCPSocketListener, TCPSocketListenOptions } from "bun";
-import type { Config } from "../config/schema.ts";
+import { type Config, handshakeSlotsPerWorker } from "../config/schema.ts";
 import { LIMITS } from "../limits.ts";
 import type { Logger } from "../log.ts";
 import type { BufferPool, PoolStats } from "../pool/index.ts";
@@ -95,6 +95,7 @@ export async function startProxy(options: ProxyOptions): Promise<ProxyServer> {
     pool,
     log,
     clock,
+    handshakeSlots: { held: 0, max: handshakeSlotsPerWorker(config) },
     forget(connection) {
       if (connections.delete(connection)) admission.leave();
       if (connections.size === 0) onEmpty?.();

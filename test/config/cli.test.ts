@@ -62,6 +62,7 @@ describe("each flag sets its option", () => {
     ],
     [["--workers", "4"], (c) => c.server.workers, 4],
     [["--workers=0"], (c) => c.server.workers, 0],
+    [["--share-port"], (c) => c.server.share_port, true],
     [["--pool-strategy", "mutex"], (c) => c.pool.strategy, "mutex"],
     [["--pool-slots", "65536"], (c) => c.pool.slots, 65_536],
     [["--slot-bytes", "4096"], (c) => c.pool.slot_bytes, 4096],

@@ -18,7 +18,12 @@ function problems(input: unknown): string[] {
 describe("defaults", () => {
   test("an empty file gives every documented default", () => {
     expect(DEFAULT_CONFIG).toEqual({
-      server: { workers: 0, connections_max: 10_000, shutdown_timeout_ms: 10_000 },
+      server: {
+        workers: 0,
+        share_port: false,
+        connections_max: 10_000,
+        shutdown_timeout_ms: 10_000,
+      },
       socks: {
         enabled: true,
         listen: "127.0.0.1:1080",
@@ -29,7 +34,14 @@ describe("defaults", () => {
       upstream: { connect_timeout_ms: 10_000, dns_timeout_ms: 5_000 },
       forward: [],
       relay: { idle_timeout_ms: 300_000, fin_timeout_ms: 30_000, backlog_bytes_max: 262_144 },
-      pool: { strategy: "local", slots: 4096, slot_bytes: 16_384, checked: false, local_batch: 32 },
+      pool: {
+        strategy: "local",
+        slots: 4096,
+        slot_bytes: 16_384,
+        checked: false,
+        handshake_share_percent: 25,
+        local_batch: 32,
+      },
       log: { level: "info", format: "text" },
     });
   });
@@ -159,7 +171,7 @@ describe("unknown keys", () => {
   test("a near miss suggests the option, anything else lists the section's options", () => {
     expect(problems({ pool: { slotz: 4096, colour: "red" } })).toEqual([
       'pool.slotz: unknown option (did you mean "slots"?)',
-      "pool.colour: unknown option (known options: strategy, slots, slot_bytes, checked, local_batch)",
+      "pool.colour: unknown option (known options: strategy, slots, slot_bytes, checked, handshake_share_percent, local_batch)",
     ]);
   });
 

@@ -6,6 +6,7 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import type { TCPSocketListenOptions } from "bun";
 import { FLAGS } from "../../src/config/flags.ts";
 import { text } from "../support/bytes.ts";
 import { cleanup } from "../support/cleanup.ts";
@@ -55,6 +56,32 @@ describe("sockpool command line", () => {
     const lines = result.stderr.split("\n");
     for (const problem of ["--pool-slots: expected", "--slot-bytes: expected", "--bogus"]) {
       expect(lines.filter((line) => line.includes(problem))).toHaveLength(1);
+    }
+  });
+
+  test("a listen address another process serves (even with SO_REUSEPORT) stops the start, exit 1", async () => {
+    // Another instance, sharing nothing with us but the port: before, sockpool bound beside it
+    // silently and the kernel split the clients between the two.
+    // bun-types declares reusePort on connect options only; Bun.listen honours it.
+    const options: TCPSocketListenOptions<undefined> & { reusePort: boolean } = {
+      hostname: "127.0.0.1",
+      port: 0,
+      reusePort: true,
+      socket: { data() {} },
+    };
+    const other = Bun.listen(options);
+    try {
+      const taken = `127.0.0.1:${other.port}`;
+      const refused = await runCli(["--socks", taken]);
+      expect(refused.code).toBe(1);
+      expect(refused.stderr).toContain(`${taken} is already in use by another process`);
+      expect(refused.stderr).toContain("--share-port");
+      // Sharing on purpose is allowed.
+      const shared = await spawnProxy(["--socks", taken, "--share-port", "--workers", "1"]);
+      expect(shared.socksPort).toBe(other.port);
+      expect(await shared.stop()).toBe(0);
+    } finally {
+      other.stop(true);
     }
   });
 

@@ -1,5 +1,7 @@
-// A reset (RST) on either side tears the whole connection down at once, is logged as an error, and
-// returns every pool slot. Bun reports a reset only as close's error argument, not as an error event.
+// A reset (RST) on either side tears the whole connection down at once, is passed on to the other
+// side as a reset (never as a FIN, which would make a cut-off transfer look complete), is logged
+// as outcome=reset, and returns every pool slot. Bun reports a reset only as close's error
+// argument, not as an error event; socket.terminate() sends one.
 
 import { afterAll, describe, expect, test } from "bun:test";
 import { MIB } from "../support/bytes.ts";
@@ -11,7 +13,7 @@ import { waitFor } from "../support/wait.ts";
 afterAll(cleanup);
 
 describe.each(["queue", "queue-ts"])("resets, pool strategy %s", (strategy) => {
-  test("the target resets mid-stream: the client is closed and the log says error", async () => {
+  test("the target resets mid-stream: the client is reset and the log says reset", async () => {
     // A target that reads the first bytes and answers with a reset.
     const target = Bun.listen({
       hostname: "127.0.0.1",
@@ -27,7 +29,7 @@ describe.each(["queue", "queue-ts"])("resets, pool strategy %s", (strategy) => {
         (r) => r.target === `127.0.0.1:${target.port}`,
         "the connection line",
       );
-      expect(record.outcome).toBe("error");
+      expect(record.outcome).toBe("reset");
       await waitFor(() => tp.pool.stats().in_use === 0, "every slot back in the pool");
       expect(tp.proxy.stats().connections_open).toBe(0);
     } finally {
@@ -38,6 +40,7 @@ describe.each(["queue", "queue-ts"])("resets, pool strategy %s", (strategy) => {
 
   test("the client resets while the target streams: the upstream is closed too", async () => {
     let upstreamClosed!: () => void;
+    let targetError: Error | undefined;
     const closed = new Promise<void>((resolve) => {
       upstreamClosed = resolve;
     });
@@ -58,7 +61,10 @@ describe.each(["queue", "queue-ts"])("resets, pool strategy %s", (strategy) => {
         open: stream,
         drain: stream,
         data: () => {},
-        close: () => upstreamClosed(),
+        close: (_socket, error) => {
+          targetError = error;
+          upstreamClosed();
+        },
       },
     });
     const tp = await startTestProxy({ pool: { strategy } });
@@ -68,15 +74,88 @@ describe.each(["queue", "queue-ts"])("resets, pool strategy %s", (strategy) => {
       await waitFor(() => tp.pool.stats().in_use > 0, "a backlog in pool slots");
       conn.socket.terminate(); // RST
       await closed; // bounded by the test timeout
+      expect((targetError as { code?: string } | undefined)?.code).toBe("ECONNRESET");
       const record = await tp.waitForConnectionLog(
         (r) => r.target === `127.0.0.1:${target.port}`,
         "the connection line",
       );
-      expect(record.outcome).toBe("error");
+      expect(record.outcome).toBe("reset");
       await waitFor(() => tp.pool.stats().in_use === 0, "every slot back in the pool");
     } finally {
       target.stop(true);
       await tp.close();
     }
   }, 20_000);
+  test("a target that sends data and then resets: the client sees a reset, never a FIN", async () => {
+    // Enough that part of it is still in flight (kernel buffers, the proxy's backlog) at the RST.
+    const target = Bun.listen({
+      hostname: "127.0.0.1",
+      port: 0,
+      socket: {
+        open: (socket) => {
+          socket.write(new Uint8Array(2 * MIB));
+          socket.terminate();
+        },
+        data: () => {},
+      },
+    });
+    const tp = await startTestProxy({ pool: { strategy } });
+    try {
+      const { conn } = await socksConnect(tp.socksPort, "127.0.0.1", target.port);
+      let sawFin = false;
+      conn.onEnd = () => {
+        sawFin = true;
+      };
+      await waitFor(() => conn.closed, "the client socket to close");
+      expect({ fin: sawFin, error: (conn.error as { code?: string } | null)?.code }).toEqual({
+        fin: false,
+        error: "ECONNRESET",
+      });
+      const record = await tp.waitForConnectionLog(
+        (r) => r.target === `127.0.0.1:${target.port}`,
+        "the connection line",
+      );
+      expect(record.outcome).toBe("reset");
+      await waitFor(() => tp.pool.stats().in_use === 0, "every slot back in the pool");
+    } finally {
+      target.stop(true);
+      await tp.close();
+    }
+  });
+
+  test("a client that sends data and then resets: the target sees a reset, never a FIN", async () => {
+    let targetClosed!: (result: { fin: boolean; error: string | undefined }) => void;
+    const closed = new Promise<{ fin: boolean; error: string | undefined }>((resolve) => {
+      targetClosed = resolve;
+    });
+    let sawFin = false;
+    const target = Bun.listen({
+      hostname: "127.0.0.1",
+      port: 0,
+      allowHalfOpen: true,
+      socket: {
+        data: () => {},
+        end: () => {
+          sawFin = true;
+        },
+        close: (_socket, error) =>
+          targetClosed({ fin: sawFin, error: (error as { code?: string } | undefined)?.code }),
+      },
+    });
+    const tp = await startTestProxy({ pool: { strategy } });
+    try {
+      const { conn } = await socksConnect(tp.socksPort, "127.0.0.1", target.port);
+      conn.send(new Uint8Array(2 * MIB));
+      conn.socket.terminate(); // RST, with part of the 2 MiB still unsent
+      expect(await closed).toEqual({ fin: false, error: "ECONNRESET" });
+      const record = await tp.waitForConnectionLog(
+        (r) => r.target === `127.0.0.1:${target.port}`,
+        "the connection line",
+      );
+      expect(record.outcome).toBe("reset");
+    } finally {
+      target.stop(true);
+      await tp.close();
+    }
+  });
 });

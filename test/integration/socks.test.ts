@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { bytes, concat, fromHex, text, toHex } from "../support/bytes.ts";
 import { cleanup } from "../support/cleanup.ts";
 import type { Conn } from "../support/conn.ts";
-import { startTestProxy, type TestProxy } from "../support/proxy.ts";
+import { type LogRecord, startTestProxy, type TestProxy } from "../support/proxy.ts";
 import { connectTcp } from "../support/sockets.ts";
 import {
   echoThrough,
@@ -364,6 +364,27 @@ describe("SOCKS5 username/password (RFC 1929)", () => {
     const conn = await connectTcp("127.0.0.1", handle.socksPort);
     await conn.write(concat(encodeGreeting([SOCKS.password]), encodeAuth("mallory", alice.pass)));
     expect(toHex(await conn.readToEnd())).toBe("05 02 01 01");
+  });
+
+  test("a wrong ULEN pulls the password into the name: refused, and the password is not logged", async () => {
+    const conn = await connectTcp("127.0.0.1", handle.socksPort);
+    const name = bytes(alice.user);
+    const password = bytes(alice.pass);
+    // ULEN counts the name, PLEN and the password: UNAME = "alice" PLEN "s3cret-pw".
+    const misframed = concat(
+      Uint8Array.of(0x01, name.length + 1 + password.length),
+      name,
+      Uint8Array.of(password.length),
+      password,
+      Uint8Array.of(0x01, 0x78), // PLEN 1, PASSWD "x"
+    );
+    await conn.write(concat(encodeGreeting([SOCKS.password]), misframed));
+    expect(toHex(await conn.readToEnd())).toBe("05 02 01 01");
+    const isFailure = (record: LogRecord) =>
+      record.msg === "authentication failed" && record.user_known === false;
+    await waitFor(() => handle.logs.some(isFailure), "the authentication failed line");
+    expect(handle.logs.find(isFailure)).toMatchObject({ level: "info" });
+    expect(JSON.stringify(handle.logs)).not.toContain(alice.pass);
   });
 
   test("another user's password does not work for alice", async () => {

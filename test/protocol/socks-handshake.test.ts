@@ -2,7 +2,7 @@
 
 import { describe, expect, test } from "bun:test";
 import type { FrontStep } from "../../src/protocol/front.ts";
-import { Socks5Handshake } from "../../src/protocol/socks-handshake.ts";
+import { type LoginVerdict, Socks5Handshake } from "../../src/protocol/socks-handshake.ts";
 import { concat, fromHex, toHex } from "../support/bytes.ts";
 
 const GREETING_NO_AUTH = fromHex("05 01 00");
@@ -11,8 +11,10 @@ const LOGIN_ALICE = fromHex("01 05 616c696365 06 733363726574"); // alice / s3cr
 const CONNECT_IPV4 = fromHex("05 01 00 01 7f000001 1f90"); // 127.0.0.1:8080
 const CONNECT_DOMAIN = fromHex("05 01 00 03 0b 6578616d706c652e636f6d 0050"); // example.com:80
 
-const alice = (username: string, password: Uint8Array) =>
-  username === "alice" && new TextDecoder().decode(password) === "s3cret";
+const alice = (username: string, password: Uint8Array): LoginVerdict => {
+  if (username !== "alice") return "unknown-user";
+  return new TextDecoder().decode(password) === "s3cret" ? "ok" : "wrong-password";
+};
 
 /** Feeds `input` to the end, the way the pipeline does: each step consumes its message. */
 function run(handshake: Socks5Handshake, input: Uint8Array): FrontStep[] {
@@ -99,6 +101,17 @@ describe("Socks5Handshake", () => {
     expect(view(last)).toEqual({ refuse: "AUTH_FAILED", reply: "01 01" });
     expect(last.kind === "refuse" && last.username).toBe("alice");
     expect(JSON.stringify(last)).not.toContain("wr0ng");
+  });
+
+  test("an unknown user is refused without its name: a wrong ULEN would put the password in it", () => {
+    // ULEN 0x0c where the client meant 0x05: UNAME = "alice" 06 "s3cret", and the password is
+    // whatever follows. Before, the refusal carried that name and the log printed the password.
+    const misframed = fromHex("01 0c 616c696365 06 733363726574 01 78");
+    const steps = run(new Socks5Handshake(alice), concat(GREETING_PASSWORD, misframed));
+    const last = steps.at(-1)!;
+    expect(view(last)).toEqual({ refuse: "AUTH_FAILED", reply: "01 01" });
+    expect(last.kind === "refuse" && last.username).toBeUndefined();
+    expect(JSON.stringify(last)).not.toContain("s3cret");
   });
 
   test.each([

@@ -18,6 +18,7 @@ function harness() {
     pool,
     log,
     clock: { now: performance.now() },
+    handshakeSlots: { held: 0, max: 4 },
     forget: (connection) => forgotten.push(connection),
   };
   return { ctx, logs, forgotten, pool };
@@ -36,6 +37,10 @@ function standInClient(remoteAddress: string | undefined) {
     },
     end() {
       socket.ended = true;
+    },
+    terminated: false,
+    terminate() {
+      socket.terminated = true;
     },
     pause() {},
     resume() {},
@@ -71,7 +76,8 @@ test("an exception on a socket path is logged once at error level with its stack
 
 test("a socket error (a reset) is an ordinary event: logged at debug, not as a bug", () => {
   const { ctx, logs } = harness();
-  const connection = new Connection(ctx, standInClient("127.0.0.1").socket, "socks", null);
+  const client = standInClient("127.0.0.1");
+  const connection = new Connection(ctx, client.socket, "socks", null);
   const reset = Object.assign(new Error("Connection reset by peer"), { code: "ECONNRESET" });
   connection.failed(reset);
   expect(logs.filter((record) => record.level === "error")).toEqual([]);
@@ -79,4 +85,10 @@ test("a socket error (a reset) is an ordinary event: logged at debug, not as a b
     level: "debug",
     error: "ECONNRESET",
   });
+  // Passed on as a reset (terminate), not a FIN (end), and logged as one.
+  expect({ terminated: client.state.terminated, ended: client.state.ended }).toEqual({
+    terminated: true,
+    ended: false,
+  });
+  expect(logs.find((record) => record.msg === "connection")?.outcome).toBe("reset");
 });
