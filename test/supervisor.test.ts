@@ -25,7 +25,7 @@ test("a crashed Worker is logged and restarted; stop() ends them all", async () 
   const supervisor = new Supervisor(DEFAULT_CONFIG, memory, 1, log, worker);
   const started = await supervisor.start();
   expect(started).toEqual({
-    listeners: [{ kind: "socks", host: "127.0.0.1", port: 1 }],
+    listeners: [{ kind: "socks", listen: "127.0.0.1:1", host: "127.0.0.1", port: 1 }],
     backends: ["typescript"],
   });
   await restart; // bounded by the test timeout

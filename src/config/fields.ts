@@ -4,6 +4,7 @@
 
 import * as v from "valibot";
 import { LIMITS, type TimeoutRange } from "../limits.ts";
+import { parseNetwork } from "../policy/network.ts";
 import { parseHostPort } from "../protocol/host-port.ts";
 
 // ── Building blocks ────────────────────────────────────────────────────────────────────────────
@@ -38,6 +39,43 @@ export function oneOf<const T extends readonly [string, ...string[]]>(options: T
 }
 
 export const flag = v.boolean("true or false");
+
+/** An IP address or a CIDR network, for access rules. */
+export const network = v.pipe(
+  v.string('an IP address or network like "10.0.0.0/8" or "fe80::/10"'),
+  v.check(
+    (text: string) => parseNetwork(text) !== null,
+    'an IP address or network like "10.0.0.0/8" or "fe80::/10"',
+  ),
+);
+
+const DOMAIN_LABEL = /^(?!-)[a-z0-9-]{1,63}(?<!-)$/i;
+
+/** "example.com", or "*.example.com" for every name under it (not example.com itself). */
+export const domainPattern = v.pipe(
+  v.string('a domain like "example.com" or "*.example.com"'),
+  v.check((text: string) => {
+    const name = text.startsWith("*.") ? text.slice(2) : text;
+    const labels = (name.endsWith(".") ? name.slice(0, -1) : name).split(".");
+    return (
+      name.length <= LIMITS.host_bytes_max && labels.every((label) => DOMAIN_LABEL.test(label))
+    );
+  }, 'a domain like "example.com" or "*.example.com"'),
+);
+
+const PORT_RANGE = /^(\d{1,5})(?:-(\d{1,5}))?$/;
+
+/** A port (80) or an inclusive range ("8000-8999"). */
+export const portEntry = v.custom<number | string>((value) => {
+  if (typeof value === "number")
+    return Number.isInteger(value) && value >= 1 && value <= LIMITS.port_max;
+  if (typeof value !== "string") return false;
+  const match = PORT_RANGE.exec(value);
+  if (match === null) return false;
+  const low = Number(match[1]);
+  const high = match[2] === undefined ? low : Number(match[2]);
+  return low >= 1 && low <= high && high <= LIMITS.port_max;
+}, `a port 1..65535 or a range like "8000-8999"`);
 
 export function address(portMin: 0 | 1, purpose: string, example: string) {
   const expected = `HOST:PORT to ${purpose}, port ${portMin}..${LIMITS.port_max} (IPv6 as "${example}")`;

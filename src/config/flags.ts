@@ -83,6 +83,12 @@ export const FLAGS: readonly FlagDefinition[] = [
     apply: integerOption(["server", "workers"]),
   },
   {
+    name: "allow-open-proxy",
+    option: ["socks", "allow_open_proxy"],
+    description: "let a SOCKS5 listener without auth listen beyond loopback",
+    apply: (draft, _value, flag) => setOption(draft, ["socks", "allow_open_proxy"], true, flag),
+  },
+  {
     name: "share-port",
     option: ["server", "share_port"],
     description: "start even if another process already listens on a listen address",

@@ -45,7 +45,11 @@ const HELP_WIDTH = 100;
 
 /** `key = default` for each option of a section, as TOML would spell the default. */
 function sectionOptions(section: (typeof CONFIG_SECTIONS)[number]): string[] {
-  if (section.array) return [`${section.keys.join(", ")} (each entry needs all of them)`];
+  if (section.array) {
+    const required = section.required ?? section.keys;
+    const needs = required.length === section.keys.length ? "all of them" : required.join(", ");
+    return [...section.keys.slice(0, -1), `${section.keys.at(-1)} (each entry needs ${needs})`];
+  }
   const defaults = getPath(DEFAULT_CONFIG, section.name.split("."));
   return section.keys.map((key) => `${key} = ${JSON.stringify(getPath(defaults, [key]))}`);
 }

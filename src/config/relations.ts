@@ -82,6 +82,25 @@ export const RELATIONS: readonly Relation[] = [
     expected: () => `"password" when socks.users is not empty (otherwise the users are ignored)`,
   },
   {
+    reads: [
+      ["socks", "enabled"],
+      ["socks", "listen"],
+      ["socks", "auth"],
+      ["socks", "allow_open_proxy"],
+    ],
+    blame: ["socks", "listen"],
+    holds: ({ socks }) =>
+      !socks.enabled ||
+      socks.auth !== "none" ||
+      socks.allow_open_proxy ||
+      isLoopbackHost(parseHostPort(socks.listen)?.host ?? ""),
+    expected: () =>
+      'a loopback address while socks.auth = "none": anyone who can reach this one could use ' +
+      'it as an open proxy; require a password (socks.auth = "password" with [[socks.users]], or ' +
+      "--socks-user), listen on 127.0.0.1 or [::1], or set socks.allow_open_proxy = true " +
+      "(--allow-open-proxy) if that is what you want",
+  },
+  {
     reads: [["socks", "enabled"], ["forward"]],
     blame: ["forward"],
     holds: ({ socks, forward }) => socks.enabled || forward.length > 0,
@@ -111,6 +130,15 @@ function checkRelation(relation: Relation, { dataset, addIssue }: Context): void
     input: getPath(root, relation.blame),
     path: issuePath(root, relation.blame),
   });
+}
+
+/** 127.0.0.0/8, ::1 and "localhost": reachable from this machine only. */
+function isLoopbackHost(host: string): boolean {
+  if (host.toLowerCase() === "localhost") return true;
+  const literal = parseIPLiteral(host);
+  if (literal === null) return false;
+  if (literal.family === 4) return literal.bytes[0] === 127;
+  return literal.bytes.every((byte, index) => byte === (index === 15 ? 1 : 0));
 }
 
 /** An unspecified address ("0.0.0.0", "::") binds every address, so it overlaps them all. */

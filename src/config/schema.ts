@@ -11,10 +11,13 @@ import { ConfigError, formatIssue } from "./errors.ts";
 import {
   address,
   credential,
+  domainPattern,
   flag,
   integer,
   integerBetween,
+  network,
   oneOf,
+  portEntry,
   table,
   timeoutMs,
 } from "./fields.ts";
@@ -54,6 +57,8 @@ const socksEntries = {
   enabled: v.optional(flag, true),
   listen: v.optional(address(0, "listen on", "[::1]:1080"), "127.0.0.1:1080"),
   auth: v.optional(oneOf(SOCKS_AUTH_METHODS), "none"),
+  /** Let a SOCKS5 listener without auth listen beyond loopback: anyone who reaches it can use it. */
+  allow_open_proxy: v.optional(flag, false),
   users: v.optional(
     v.array(table(userEntries), "an array of { username, password } tables"),
     () => [],
@@ -133,6 +138,28 @@ const poolEntries = {
   ),
 };
 
+export const ACCESS_ACTIONS = ["allow", "deny"] as const;
+
+/** One access rule: every criterion given must hold (a list holds when any entry matches). */
+const ruleEntries = {
+  name: v.optional(v.pipe(v.string("a name"), v.minLength(1, "a non-empty name"))),
+  action: oneOf(ACCESS_ACTIONS),
+  clients: v.optional(v.array(network, "an array of client addresses or networks")),
+  users: v.optional(v.array(credential, "an array of usernames")),
+  destinations: v.optional(v.array(network, "an array of destination addresses or networks")),
+  domains: v.optional(v.array(domainPattern, "an array of domains")),
+  ports: v.optional(v.array(portEntry, "an array of ports or port ranges")),
+  listeners: v.optional(
+    v.array(address(0, "match a listener", "[::1]:1080"), "an array of listen addresses"),
+  ),
+};
+
+const accessEntries = {
+  /** What happens to a request no rule matched (after the built-in denials). */
+  default: v.optional(oneOf(ACCESS_ACTIONS), "allow"),
+  rules: v.optional(v.array(table(ruleEntries), "an array of [[access.rules]] tables"), () => []),
+};
+
 const logEntries = {
   level: v.optional(oneOf(LOG_LEVELS), "info"),
   format: v.optional(oneOf(LOG_FORMATS), "text"),
@@ -145,6 +172,7 @@ const rootEntries = {
   forward: v.optional(v.array(table(forwardEntries), "an array of [[forward]] tables"), () => []),
   relay: v.optional(table(relayEntries), {}),
   pool: v.optional(table(poolEntries), {}),
+  access: v.optional(table(accessEntries), {}),
   log: v.optional(table(logEntries), {}),
 };
 
@@ -153,17 +181,24 @@ const rootTable = table(rootEntries);
 export type RootOutput = v.InferOutput<typeof rootTable>;
 
 /** Section names and their current keys, for --help. `array` sections are written [[name]]. */
-export const CONFIG_SECTIONS: readonly { name: string; array: boolean; keys: readonly string[] }[] =
-  [
-    { name: "server", array: false, keys: Object.keys(serverEntries) },
-    { name: "socks", array: false, keys: Object.keys(socksEntries) },
-    { name: "socks.users", array: true, keys: Object.keys(userEntries) },
-    { name: "upstream", array: false, keys: Object.keys(upstreamEntries) },
-    { name: "forward", array: true, keys: Object.keys(forwardEntries) },
-    { name: "relay", array: false, keys: Object.keys(relayEntries) },
-    { name: "pool", array: false, keys: Object.keys(poolEntries) },
-    { name: "log", array: false, keys: Object.keys(logEntries) },
-  ];
+export const CONFIG_SECTIONS: readonly {
+  name: string;
+  array: boolean;
+  keys: readonly string[];
+  /** For an array section: the keys every entry must have (default: all of them). */
+  required?: readonly string[];
+}[] = [
+  { name: "server", array: false, keys: Object.keys(serverEntries) },
+  { name: "socks", array: false, keys: Object.keys(socksEntries) },
+  { name: "socks.users", array: true, keys: Object.keys(userEntries) },
+  { name: "upstream", array: false, keys: Object.keys(upstreamEntries) },
+  { name: "forward", array: true, keys: Object.keys(forwardEntries) },
+  { name: "relay", array: false, keys: Object.keys(relayEntries) },
+  { name: "pool", array: false, keys: Object.keys(poolEntries) },
+  { name: "access", array: false, keys: ["default"] },
+  { name: "access.rules", array: true, keys: Object.keys(ruleEntries), required: ["action"] },
+  { name: "log", array: false, keys: Object.keys(logEntries) },
+];
 
 /** Moves the deprecated socks.* timeouts to [upstream] and fills [upstream]'s defaults. */
 function moveRenamedOptions({ socks, upstream, ...rest }: RootOutput) {

@@ -47,6 +47,7 @@ export type Outcome =
   | "idle_timeout"
   | "fin_timeout"
   | "error"
+  | "denied"
   | "reset"
   | "shutdown"
   | "limit";
@@ -57,11 +58,13 @@ export interface Failure {
   readonly outcome: Outcome;
 }
 
-/** Failures the handshake or the proxy itself decides, beside the decoders' ProtocolErrorCodes. */
+/** Failures the handshake, the access rules or the proxy itself decides, beside the decoders'
+ *  ProtocolErrorCodes. */
 export type HandshakeFailureCode =
   | "NO_ACCEPTABLE_METHOD" // no offered method is acceptable: 05 FF
   | "AUTH_FAILED" // wrong username or password: 01 01
   | "COMMAND_NOT_SUPPORTED" // a well-formed BIND or UDP ASSOCIATE: 07
+  | "ACCESS_DENIED" // an access rule (or a built-in denial) refused the destination: 02
   | "CLIENT_ABORTED" // the client closed or sent FIN before the handshake finished
   | "HANDSHAKE_TIMEOUT" // the client stayed silent past handshake_timeout_ms
   | "POOL_EXHAUSTED"; // no pool slot for a split handshake message, or past the handshakes' share
@@ -88,6 +91,7 @@ const handshakeFailures: Readonly<Record<HandshakeFailureCode, Failure>> = {
   NO_ACCEPTABLE_METHOD: { reply: Method.NO_ACCEPTABLE, outcome: "auth_failed" },
   AUTH_FAILED: { reply: AuthStatus.FAILURE, outcome: "auth_failed" },
   COMMAND_NOT_SUPPORTED: { reply: Reply.COMMAND_NOT_SUPPORTED, outcome: "unsupported" },
+  ACCESS_DENIED: { reply: Reply.NOT_ALLOWED, outcome: "denied" },
   CLIENT_ABORTED: { reply: null, outcome: "aborted" },
   HANDSHAKE_TIMEOUT: { reply: null, outcome: "handshake_timeout" },
   POOL_EXHAUSTED: { reply: null, outcome: "limit" },

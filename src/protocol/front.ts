@@ -18,7 +18,7 @@ export interface DialRequest {
  * - `need-more`: the input is a valid prefix of a message; keep it all and feed it again with more.
  * - `reply`: send `bytes` to the client, then go on feeding the rest.
  * - `dial`: the handshake is done; connect to `request`. Bytes after `consumed` are early data for
- *   the relay, never dropped.
+ *   the relay, never dropped. `user` is the authenticated username, if the protocol has one.
  * - `refuse`: send `reply` (if any), then close. `error` is the decoder's error, when one caused it;
  *   `username` is set for a failed login of a configured user only (the password never leaves
  *   the front, and an unknown name may hold password bytes of a misframed request).
@@ -26,7 +26,7 @@ export interface DialRequest {
 export type FrontStep =
   | { kind: "need-more" }
   | { kind: "reply"; consumed: number; bytes: Uint8Array }
-  | { kind: "dial"; consumed: number; request: DialRequest }
+  | { kind: "dial"; consumed: number; request: DialRequest; user?: string }
   | {
       kind: "refuse";
       code: ProtocolError["code"] | HandshakeFailureCode;

@@ -26,6 +26,7 @@ type Step = "greeting" | "auth" | "request" | "done";
 
 export class Socks5Handshake implements FrontProtocol {
   private step: Step = "greeting";
+  private user: string | undefined; // set once RFC 1929 succeeded
   private readonly checkPassword: PasswordCheck | null;
 
   /** `checkPassword` null: no authentication (method 00); else RFC 1929 is required. */
@@ -54,17 +55,19 @@ export class Socks5Handshake implements FrontProtocol {
             return verdict === "wrong-password" ? { ...refusal, username: auth.username } : refusal;
           }
           this.step = "request";
+          this.user = auth.username;
           return { kind: "reply", consumed, bytes: encodeAuthReply(AuthStatus.SUCCESS) };
         });
       case "request":
         return this.next(decodeRequest(input), (request, consumed) => {
           if (request.command !== Command.CONNECT) return this.refuse("COMMAND_NOT_SUPPORTED");
           this.step = "done";
-          return {
+          const dial: FrontStep = {
             kind: "dial",
             consumed,
             request: { host: request.address.host, port: request.port },
           };
+          return this.user === undefined ? dial : { ...dial, user: this.user };
         });
       case "done":
         throw new Error("assert: Socks5Handshake.feed() after the request was read");

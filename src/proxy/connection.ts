@@ -8,7 +8,8 @@
 //   1. front     the front protocol reads the handshake     deadline: handshake_timeout_ms
 //     │          (SOCKS5; none for a forward listener)
 //     ▼
-//   2. dial      resolve, then connect (dial.ts)            deadline: dns + connect timeout
+//   2. dial      access rules, resolve, the rules again     deadline: dns + connect timeout
+//                for each address, then connect (dial.ts)
 //     ▼
 //   3. relay     two Pipes, one per direction (relay.ts)    idle_timeout_ms, then fin_timeout_ms
 //     │                                                     once one direction has passed its FIN
@@ -35,9 +36,11 @@ import {
   type Outcome,
   Reply,
 } from "../protocol/index.ts";
+import type { AccessPolicy } from "../policy/access.ts";
 import { connectAny, DialError, resolveHost } from "./dial.ts";
 import { type HandshakeBudget, PartialMessage } from "./partial.ts";
 import { Pipe, type PipeOwner } from "./relay.ts";
+import type { ListenerInfo } from "./server.ts";
 
 export type Stage = "front" | "dial" | "relay" | "closed";
 
@@ -54,6 +57,8 @@ export interface ConnectionContext {
   readonly pool: BufferPool;
   readonly log: Logger;
   readonly clock: Clock;
+  /** Who may reach what (src/policy/access.ts), asked before and after resolving. */
+  readonly access: AccessPolicy;
   /** The slots this Worker's handshakes hold together, and their bound. */
   readonly handshakeSlots: HandshakeBudget;
   /** Called once, when the connection has closed: returns its place under connections_max. */
@@ -75,7 +80,7 @@ export class Connection implements PipeOwner {
   // A handshake message split across reads; made only when one is (most clients send whole ones).
   private partial: PartialMessage | null = null;
   private readonly ctx: ConnectionContext;
-  private readonly kind: "socks" | "forward";
+  private readonly listener: ListenerInfo;
   // Null for a forward, and once the front has answered the dial: idle connections hold no front.
   private front: FrontProtocol | null;
   private readonly client: Socket<Connection>;
@@ -88,12 +93,12 @@ export class Connection implements PipeOwner {
   constructor(
     ctx: ConnectionContext,
     client: Socket<Connection>,
-    kind: "socks" | "forward",
+    listener: ListenerInfo,
     front: FrontProtocol | null,
   ) {
     this.ctx = ctx;
     this.client = client;
-    this.kind = kind;
+    this.listener = listener;
     this.front = front;
     this.stage = front === null ? "dial" : "front";
     this.startedAt = performance.now();
@@ -141,7 +146,7 @@ export class Connection implements PipeOwner {
         this.handshakeDeadline = NO_DEADLINE;
         this.partial = null;
         if (rest.length > 0) this.up.data(rest); // pipelined early data, queued until the dial
-        void this.dial(step.request);
+        void this.dial(step.request, step.user);
         return;
       }
     }
@@ -167,23 +172,62 @@ export class Connection implements PipeOwner {
 
   // ── 2. dial ──────────────────────────────────────────────────────────────────────────────────
 
-  /** Resolves and connects. Abandoned when the connection leaves the dial stage meanwhile
-   *  (deadline, client gone): a late upstream socket is then closed by connectAny. */
-  private async dial(request: DialRequest): Promise<void> {
+  /** Checks the access rules, resolves, checks each address, connects. Abandoned when the
+   *  connection leaves the dial stage meanwhile (deadline, client gone): a late upstream socket is
+   *  then closed by connectAny. `user` is the name the front protocol authenticated, if any. */
+  private async dial(request: DialRequest, user?: string): Promise<void> {
     const { dns_timeout_ms, connect_timeout_ms } = this.ctx.config.upstream;
     this.stage = "dial";
     this.target = formatHostPort(request.host, request.port);
     this.connectDeadline = performance.now() + dns_timeout_ms + connect_timeout_ms;
+    const access = this.ctx.access.prepare({
+      client: this.client.remoteAddress,
+      user,
+      host: request.host,
+      port: request.port,
+      listener: this.listener.listen,
+    });
+    // Before resolving: a verdict that does not depend on the address (null: it does).
+    const early = this.ctx.access.decide(access);
+    if (early !== null && !early.allow) {
+      this.denied(early.rule, user);
+      return;
+    }
     const abandoned = () => this.stage !== "dial";
     let upstream: Socket<Connection> | null;
     try {
-      const addresses = await resolveHost(request.host, dns_timeout_ms);
+      let addresses = await resolveHost(request.host, dns_timeout_ms);
+      if (early === null) {
+        // After resolving: every address is judged on its own; a name cannot launder a denied one.
+        const verdicts = addresses.map((address) => this.ctx.access.decideAddress(access, address));
+        const allowed = addresses.filter((_, index) => verdicts[index].allow);
+        const denial = verdicts.find((verdict) => !verdict.allow);
+        if (allowed.length === 0 && denial !== undefined && !denial.allow) {
+          if (!abandoned()) this.denied(denial.rule, user);
+          return;
+        }
+        addresses = allowed;
+      }
       upstream = await connectAny(addresses, request.port, this, upstreamEvents, abandoned);
     } catch (error) {
       if (!abandoned()) this.dialFailed(error instanceof DialError ? error.code : undefined);
       return;
     }
     if (upstream !== null) this.relay(upstream);
+  }
+
+  /** The access rules refused the destination: answer 02 (SOCKS5) and close, naming the rule. */
+  private denied(rule: string, user: string | undefined): void {
+    this.ctx.log.info("access denied", {
+      client: this.clientAddress,
+      user,
+      target: this.target,
+      rule,
+    });
+    const failure = handshakeFailure("ACCESS_DENIED");
+    const reply =
+      this.front === null ? null : this.front.dialFailed(failure.reply ?? Reply.NOT_ALLOWED);
+    this.close(failure.outcome, reply);
   }
 
   /** Reaching the upstream failed (or timed out): answer the client if the front can, and close. */
@@ -296,7 +340,7 @@ export class Connection implements PipeOwner {
     }
     this.ctx.forget(this);
     this.ctx.log.info("connection", {
-      kind: this.kind,
+      kind: this.listener.kind,
       client: this.clientAddress,
       target: this.target,
       bytes_up: this.up.bytes,

@@ -9,6 +9,7 @@ import type { Logger } from "../log.ts";
 import type { BufferPool, PoolStats } from "../pool/index.ts";
 import { parseHostPort } from "../protocol/host-port.ts";
 import { type DialRequest, type FrontProtocol, Socks5Handshake } from "../protocol/index.ts";
+import { AccessPolicy } from "../policy/access.ts";
 import { Admission } from "./admission.ts";
 import {
   type Clock,
@@ -21,6 +22,8 @@ import { passwordCheck } from "./credentials.ts";
 
 export interface ListenerInfo {
   kind: "socks" | "forward";
+  /** The listen address as configured (port 0 stays 0); access rules match `listeners` on it. */
+  listen: string;
   host: string;
   port: number;
   target?: string;
@@ -90,22 +93,10 @@ export async function startProxy(options: ProxyOptions): Promise<ProxyServer> {
   let closing = false;
   let onEmpty: (() => void) | null = null;
 
-  const ctx: ConnectionContext = {
-    config,
-    pool,
-    log,
-    clock,
-    handshakeSlots: { held: 0, max: handshakeSlotsPerWorker(config) },
-    forget(connection) {
-      if (connections.delete(connection)) admission.leave();
-      if (connections.size === 0) onEmpty?.();
-    },
-  };
-
   /** Accepts a client into the pipeline under connections_max, or closes it at once. */
   function accept(
     socket: Socket<Connection | undefined>,
-    kind: "socks" | "forward",
+    listener: ListenerInfo,
     front: () => FrontProtocol | null,
     forwardTarget?: DialRequest,
   ): void {
@@ -113,9 +104,11 @@ export async function startProxy(options: ProxyOptions): Promise<ProxyServer> {
     try {
       connection = closing
         ? null
-        : admission.admit(() => new Connection(ctx, socket as Socket<Connection>, kind, front()));
+        : admission.admit(
+            () => new Connection(ctx, socket as Socket<Connection>, listener, front()),
+          );
     } catch (error) {
-      logUnexpected(log, error, { at: "accept", kind });
+      logUnexpected(log, error, { at: "accept", listener: listener.listen });
       socket.end();
       return;
     }
@@ -140,35 +133,45 @@ export async function startProxy(options: ProxyOptions): Promise<ProxyServer> {
   const listen = (
     kind: "socks" | "forward",
     address: string,
-    open: (socket: Socket<Connection | undefined>) => void,
+    open: (socket: Socket<Connection | undefined>, listener: ListenerInfo) => void,
     target?: string,
   ) => {
     const { host, port } = addressOf(address, `${kind} listen`);
+    const listenerInfo: ListenerInfo = {
+      kind,
+      listen: address,
+      host,
+      port,
+      ...(target === undefined ? {} : { target }),
+    };
     // bun-types 1.4.5 declares reusePort on connect options only; Bun.listen honours it.
     const listenOptions: TCPSocketListenOptions<Connection | undefined> & { reusePort: boolean } = {
       hostname: host,
       port,
       reusePort: true, // every Worker binds the same port; the kernel spreads the connections
       allowHalfOpen: true, // a client's FIN is passed on, not treated as the end of the connection
-      socket: { ...clientEvents, open },
+      socket: { ...clientEvents, open: (socket) => open(socket, listenerInfo) },
     };
     const listener = Bun.listen<Connection | undefined>(listenOptions);
+    listenerInfo.port = listener.port; // the bound port, when the config said 0
     listeners.push(listener);
-    info.push({ kind, host, port: listener.port, ...(target === undefined ? {} : { target }) });
+    info.push(listenerInfo);
   };
 
   try {
     if (config.socks.enabled) {
       const check = config.socks.auth === "password" ? passwordCheck(config.socks.users) : null;
       const socksFront = () => new Socks5Handshake(check);
-      listen("socks", config.socks.listen, (socket) => accept(socket, "socks", socksFront));
+      listen("socks", config.socks.listen, (socket, listener) =>
+        accept(socket, listener, socksFront),
+      );
     }
     for (const forward of config.forward) {
       const target = addressOf(forward.target, "forward target");
       listen(
         "forward",
         forward.listen,
-        (socket) => accept(socket, "forward", noFront, target),
+        (socket, listener) => accept(socket, listener, noFront, target),
         forward.target,
       );
     }
@@ -176,6 +179,21 @@ export async function startProxy(options: ProxyOptions): Promise<ProxyServer> {
     for (const listener of listeners) listener.stop(true);
     throw error;
   }
+
+  // Made once the listeners are bound; accept() runs only on later events, so it sees it set.
+  const ctx: ConnectionContext = {
+    config,
+    pool,
+    log,
+    clock,
+    // This proxy's own listeners (bound ports known now) are denied as destinations.
+    access: new AccessPolicy(config.access, info),
+    handshakeSlots: { held: 0, max: handshakeSlotsPerWorker(config) },
+    forget(connection) {
+      if (connections.delete(connection)) admission.leave();
+      if (connections.size === 0) onEmpty?.();
+    },
+  };
 
   const idleMs = config.relay.idle_timeout_ms;
   const sweepMs = sweepInterval(config);

@@ -2,6 +2,7 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { formatIssue } from "../../src/config/errors.ts";
 import { FLAGS } from "../../src/config/flags.ts";
 import { EXAMPLE_ARGV, EXAMPLE_TOML, helpText } from "../../src/config/help.ts";
 import { type ResolveResult, readConfigFile, resolveConfig } from "../../src/config/load.ts";
@@ -63,6 +64,7 @@ describe("each flag sets its option", () => {
     [["--workers", "4"], (c) => c.server.workers, 4],
     [["--workers=0"], (c) => c.server.workers, 0],
     [["--share-port"], (c) => c.server.share_port, true],
+    [["--allow-open-proxy"], (c) => c.socks.allow_open_proxy, true],
     [["--pool-strategy", "mutex"], (c) => c.pool.strategy, "mutex"],
     [["--pool-slots", "65536"], (c) => c.pool.slots, 65_536],
     [["--slot-bytes", "4096"], (c) => c.pool.slot_bytes, 4096],
@@ -410,6 +412,16 @@ describe("--help and --version", () => {
     for (const section of CONFIG_SECTIONS) {
       expect(file).toContain(section.array ? `[[${section.name}]]` : `[${section.name}]`);
       for (const key of section.keys) expect(file).toContain(key);
+    }
+  });
+
+  test("every TOML example in the README is a valid configuration", async () => {
+    const readme = await Bun.file(new URL("../../README.md", import.meta.url)).text();
+    const blocks = [...readme.matchAll(/```toml\n([\s\S]*?)```/g)].map((match) => match[1]);
+    expect(blocks.length).toBeGreaterThanOrEqual(3);
+    for (const block of blocks) {
+      const result = validateConfig(Bun.TOML.parse(block));
+      expect(result.success ? [] : result.issues.map((issue) => formatIssue(issue))).toEqual([]);
     }
   });
 

@@ -62,6 +62,10 @@ describe("every relationship between fields is a config error", () => {
       { socks: { users: [{ username: "a", password: "b" }] } },
       'socks.auth: expected "password" when socks.users is not empty (otherwise the users are ignored), got "none"',
     ],
+    "socks.listen": [
+      { socks: { listen: "0.0.0.0:1080" } },
+      'socks.listen: expected a loopback address while socks.auth = "none": anyone who can reach this one could use it as an open proxy; require a password (socks.auth = "password" with [[socks.users]], or --socks-user), listen on 127.0.0.1 or [::1], or set socks.allow_open_proxy = true (--allow-open-proxy) if that is what you want, got "0.0.0.0:1080"',
+    ],
     forward: [
       { socks: { enabled: false } },
       "forward: expected at least one [[forward]] entry when socks.enabled = false (nothing would listen), got []",
@@ -87,6 +91,22 @@ describe("every relationship between fields is a config error", () => {
       expect(problems(input)).toEqual([problem]);
     });
   }
+
+  test("a SOCKS5 listener beyond loopback is fine with a password, or when allowed on purpose", () => {
+    const users = [{ username: "a", password: "b" }];
+    expect(problems({ socks: { listen: "0.0.0.0:1080", auth: "password", users } })).toEqual([]);
+    expect(problems({ socks: { listen: "[::]:1080", allow_open_proxy: true } })).toEqual([]);
+    expect(problems({ socks: { listen: "localhost:1080" } })).toEqual([]);
+    expect(problems({ socks: { listen: "127.9.9.9:1080" } })).toEqual([]);
+    expect(problems({ socks: { listen: "[::1]:1080" } })).toEqual([]);
+    expect(
+      problems({
+        socks: { enabled: false, listen: "0.0.0.0:1080" },
+        forward: [{ listen: "0.0.0.0:80", target: "a:1" }],
+      }),
+    ).toEqual([]);
+    expect(problems({ socks: { listen: "192.0.2.1:1080" } })).toHaveLength(1);
+  });
 
   test("the descriptor limit is a start-up warning, not a config error", () => {
     expect(problems({ server: { connections_max: LIMITS.connections_max } })).toEqual([]);

@@ -28,6 +28,7 @@ describe("defaults", () => {
         enabled: true,
         listen: "127.0.0.1:1080",
         auth: "none",
+        allow_open_proxy: false,
         users: [],
         handshake_timeout_ms: 10_000,
       },
@@ -42,6 +43,7 @@ describe("defaults", () => {
         handshake_share_percent: 25,
         local_batch: 32,
       },
+      access: { default: "allow", rules: [] },
       log: { level: "info", format: "text" },
     });
   });
@@ -183,7 +185,7 @@ describe("unknown keys", () => {
       }),
     ).toEqual([
       'forward[0].tagret: unknown option (did you mean "target"?)',
-      "proxy: unknown option (known options: server, socks, upstream, forward, relay, pool, log)",
+      "proxy: unknown option (known options: server, socks, upstream, forward, relay, pool, access, log)",
     ]);
   });
 
@@ -292,5 +294,43 @@ describe("workerCount", () => {
     expect(workerCount({ ...DEFAULT_CONFIG.server, workers: 0 }, 1000)).toBe(LIMITS.workers_max);
     expect(workerCount({ ...DEFAULT_CONFIG.server, workers: 0 }, 0)).toBe(1);
     expect(workerCount({ ...DEFAULT_CONFIG.server, workers: 3 }, 6)).toBe(3);
+  });
+});
+
+describe("[access] rules", () => {
+  test("a full rule validates", () => {
+    const rule = {
+      name: "office",
+      action: "allow",
+      clients: ["10.0.0.0/8", "2001:db8::/32", "192.0.2.7"],
+      users: ["alice"],
+      destinations: ["203.0.113.0/24"],
+      domains: ["example.com", "*.example.org"],
+      ports: [443, "8000-8999"],
+      listeners: ["127.0.0.1:1080"],
+    };
+    expect(problems({ access: { default: "deny", rules: [rule] } })).toEqual([]);
+  });
+
+  test("every bad entry is named with its path and what would fit", () => {
+    const rules = [
+      {
+        action: "permit",
+        clients: ["10.0.0.0/33"],
+        domains: ["-bad-.example"],
+        ports: [0, "9-8", "http"],
+        colour: "red",
+      },
+    ];
+    expect(problems({ access: { default: "maybe", rules } })).toEqual([
+      'access.default: expected one of "allow", "deny", got "maybe"',
+      'access.rules[0].action: expected one of "allow", "deny", got "permit"',
+      'access.rules[0].clients[0]: expected an IP address or network like "10.0.0.0/8" or "fe80::/10", got "10.0.0.0/33"',
+      'access.rules[0].domains[0]: expected a domain like "example.com" or "*.example.com", got "-bad-.example"',
+      'access.rules[0].ports[0]: expected a port 1..65535 or a range like "8000-8999", got 0',
+      'access.rules[0].ports[1]: expected a port 1..65535 or a range like "8000-8999", got "9-8"',
+      'access.rules[0].ports[2]: expected a port 1..65535 or a range like "8000-8999", got "http"',
+      "access.rules[0].colour: unknown option (known options: name, action, clients, users, destinations, domains, ports, listeners)",
+    ]);
   });
 });

@@ -5,7 +5,9 @@ import { expect, test } from "bun:test";
 import type { Socket } from "bun";
 import { parseConfig } from "../../src/config/schema.ts";
 import { createPool } from "../../src/pool/index.ts";
+import { AccessPolicy } from "../../src/policy/access.ts";
 import { Connection, type ConnectionContext } from "../../src/proxy/connection.ts";
+import type { ListenerInfo } from "../../src/proxy/server.ts";
 import { capturingLogger } from "../support/proxy.ts";
 
 function harness() {
@@ -18,11 +20,19 @@ function harness() {
     pool,
     log,
     clock: { now: performance.now() },
+    access: new AccessPolicy(config.access, []),
     handshakeSlots: { held: 0, max: 4 },
     forget: (connection) => forgotten.push(connection),
   };
   return { ctx, logs, forgotten, pool };
 }
+
+const SOCKS_LISTENER: ListenerInfo = {
+  kind: "socks",
+  listen: "127.0.0.1:1080",
+  host: "127.0.0.1",
+  port: 1080,
+};
 
 /** A client socket as the driver uses it; `remoteAddress` may be missing, as Bun 1.4.5 allows. */
 function standInClient(remoteAddress: string | undefined) {
@@ -52,7 +62,7 @@ function standInClient(remoteAddress: string | undefined) {
 test("a client Bun gives no remoteAddress is served and logged as unknown, not thrown on", () => {
   const { ctx, logs, forgotten } = harness();
   const client = standInClient(undefined);
-  const connection = new Connection(ctx, client.socket, "socks", null);
+  const connection = new Connection(ctx, client.socket, SOCKS_LISTENER, null);
   connection.close("aborted");
   expect(forgotten).toEqual([connection]);
   expect(logs.find((record) => record.msg === "connection")).toMatchObject({
@@ -63,7 +73,7 @@ test("a client Bun gives no remoteAddress is served and logged as unknown, not t
 
 test("an exception on a socket path is logged once at error level with its stack", () => {
   const { ctx, logs } = harness();
-  const connection = new Connection(ctx, standInClient("127.0.0.1").socket, "socks", null);
+  const connection = new Connection(ctx, standInClient("127.0.0.1").socket, SOCKS_LISTENER, null);
   connection.failed(new TypeError("a bug in a handler"));
   connection.failed(new TypeError("reported again after close")); // ignored: already closed
   const errors = logs.filter((record) => record.level === "error");
@@ -77,7 +87,7 @@ test("an exception on a socket path is logged once at error level with its stack
 test("a socket error (a reset) is an ordinary event: logged at debug, not as a bug", () => {
   const { ctx, logs } = harness();
   const client = standInClient("127.0.0.1");
-  const connection = new Connection(ctx, client.socket, "socks", null);
+  const connection = new Connection(ctx, client.socket, SOCKS_LISTENER, null);
   const reset = Object.assign(new Error("Connection reset by peer"), { code: "ECONNRESET" });
   connection.failed(reset);
   expect(logs.filter((record) => record.level === "error")).toEqual([]);

@@ -30,6 +30,7 @@ export interface TestConfig {
   forward?: { listen?: string; target: string }[];
   relay?: Record<string, unknown>;
   pool?: Record<string, unknown>;
+  access?: Record<string, unknown>;
 }
 
 const openProxies = new Set<TestProxy>();
@@ -54,6 +55,7 @@ export async function startTestProxy(input: TestConfig = {}): Promise<TestProxy>
     forward: (input.forward ?? []).map((entry) => ({ listen: "127.0.0.1:0", ...entry })),
     relay: input.relay ?? {},
     pool: { slots: 1024, checked: true, ...input.pool },
+    access: input.access ?? {},
     log: { level: "info", format: "json" },
   });
   const pool = createPool({
