@@ -84,3 +84,17 @@ test(
   },
   SMOKE_TIMEOUT_MS,
 );
+
+test("bench/policy/main.ts runs every case at smoke size", async () => {
+  const { code, stdout, stderr } = await runBun(
+    new URL("../../bench/policy/main.ts", import.meta.url),
+    [],
+    { BENCH_SMOKE: "1" },
+  );
+  expect({ code, stderr }).toEqual({ code: 0, stderr: "" });
+  for (const name of ["baseline", "1,000 rules, none match", "the last matches", "domain"]) {
+    expect(stdout).toContain(name);
+  }
+  // Every case answered: 200 smoke iterations each, all of which allow.
+  expect(stdout).toMatch(/^checksum 1200$/m);
+});
