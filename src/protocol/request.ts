@@ -178,6 +178,19 @@ function decodeAddressAndPort(input: Uint8Array): Decoded<{ address: SocksAddres
   }
   const portAt = addressAt + addressBytes;
   const bytes = portAt + PORT_BYTES; // ≤ REQUEST_BYTES_MAX (262): LEN is one byte
+  if (addressType === AddressType.DOMAIN) {
+    // Look at the part of the name already here: a NUL in it can never become valid, so it is an
+    // error now, not "need more" (which would hold the client until the handshake timeout).
+    const nul = input.subarray(addressAt, Math.min(portAt, input.length)).indexOf(0);
+    if (nul !== -1) {
+      return failed(
+        new ProtocolError(
+          "SOCKS_DOMAIN_NUL",
+          `domain name contains a 0x00 byte at offset ${nul} (expected a name without NUL)`,
+        ),
+      );
+    }
+  }
   if (input.length < bytes) return needMore(bytes - input.length);
 
   const raw = input.subarray(addressAt, portAt);
@@ -187,15 +200,6 @@ function decodeAddressAndPort(input: Uint8Array): Decoded<{ address: SocksAddres
   } else if (addressType === AddressType.IPV6) {
     address = { type: "ipv6", host: formatIPv6(raw) };
   } else {
-    const nul = raw.indexOf(0);
-    if (nul !== -1) {
-      return failed(
-        new ProtocolError(
-          "SOCKS_DOMAIN_NUL",
-          `domain name contains a 0x00 byte at offset ${nul} (expected a name without NUL)`,
-        ),
-      );
-    }
     address = { type: "domain", host: utf8.decode(raw) };
   }
   const port = (input[portAt] << 8) | input[portAt + 1];
