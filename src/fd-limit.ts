@@ -1,6 +1,9 @@
-// Start-up check of the open-file limit against server.connections_max. Not enforcement: Bun retries
-// accepts that fail with EMFILE on its own (the kernel queues the connection meanwhile) and reports
-// nothing, so the useful thing is to warn before it happens, with the fix.
+// Start-up check of the open-file limit against server.connections_max. Bun retries an accept that
+// fails with EMFILE at once and forever, reporting nothing: at the descriptor limit every Worker
+// spins at 100 % of a core. There is no hook to pause accepting, so sockpool never lets it come to
+// that: connections_max is lowered at start to what the limit can hold (two descriptors per
+// connection plus a reserve), with a warning naming the fix; past it a client is accepted and
+// closed at once (admission), which needs one descriptor for an instant, inside the reserve.
 
 import { LIMITS } from "./limits.ts";
 
@@ -19,13 +22,26 @@ export async function openFileLimit(limitsText?: string): Promise<number | null>
   return match[1] === "unlimited" ? Number.POSITIVE_INFINITY : Number(match[1]);
 }
 
-/** A warning when connections_max cannot be reached under the descriptor limit; null when fine. */
-export function fileLimitWarning(connectionsMax: number, limit: number | null): string | null {
-  if (limit === null) return null;
+/** The open connections the descriptor limit can hold (at least 1); Infinity when unknown. */
+export function connectionsForFileLimit(limit: number | null): number {
+  if (limit === null || limit === Number.POSITIVE_INFINITY) return Number.POSITIVE_INFINITY;
+  return Math.max(1, Math.floor((limit - LIMITS.fds_reserved) / LIMITS.fds_per_connection));
+}
+
+/** When connections_max cannot fit the descriptor limit: what it is lowered to, and the warning
+ *  with the fix. Null when it fits. */
+export function fitToFileLimit(
+  connectionsMax: number,
+  limit: number | null,
+): { connectionsMax: number; warning: string } | null {
+  const fits = connectionsForFileLimit(limit);
+  if (connectionsMax <= fits) return null;
   const needed = connectionsMax * LIMITS.fds_per_connection + LIMITS.fds_reserved;
-  if (needed <= limit) return null;
-  return (
-    `server.connections_max = ${connectionsMax} needs about ${needed} file descriptors, but the limit is ${limit}; ` +
-    `raise it (ulimit -n ${needed}, or LimitNOFILE=${needed} under systemd) or lower connections_max`
-  );
+  return {
+    connectionsMax: fits,
+    warning:
+      `server.connections_max = ${connectionsMax} needs about ${needed} file descriptors, but the limit is ${limit}: ` +
+      `lowered to ${fits} so that accepting never runs out of descriptors; ` +
+      `raise the limit (ulimit -n ${needed}, or LimitNOFILE=${needed} under systemd) or lower connections_max`,
+  };
 }

@@ -6,7 +6,7 @@ import packageJson from "../package.json" with { type: "json" };
 import { CONFIG_EXIT_CODE } from "./config/errors.ts";
 import { loadConfig } from "./config/load.ts";
 import { workerCount } from "./config/schema.ts";
-import { fileLimitWarning, openFileLimit } from "./fd-limit.ts";
+import { fitToFileLimit, openFileLimit } from "./fd-limit.ts";
 import { createLogger } from "./log.ts";
 import { createPoolMemory } from "./pool/index.ts";
 import { assertAddressesFree } from "./port-probe.ts";
@@ -33,9 +33,17 @@ switch (result.kind) {
     process.exit(CONFIG_EXIT_CODE);
 }
 
-const { config } = result;
+const fitted = fitToFileLimit(result.config.server.connections_max, await openFileLimit());
+const config =
+  fitted === null
+    ? result.config
+    : {
+        ...result.config,
+        server: { ...result.config.server, connections_max: fitted.connectionsMax },
+      };
 const log = createLogger({ level: config.log.level, format: config.log.format });
 for (const warning of result.warnings) log.warn(warning);
+if (fitted !== null) log.warn(fitted.warning);
 if (!config.server.share_port) {
   const addresses = [
     ...(config.socks.enabled ? [config.socks.listen] : []),
@@ -60,8 +68,6 @@ const memory = createPoolMemory(
   { log },
 );
 const supervisor = new Supervisor(config, memory, workers, log);
-const fdWarning = fileLimitWarning(config.server.connections_max, await openFileLimit());
-if (fdWarning !== null) log.warn(fdWarning);
 
 try {
   const { listeners, backends } = await supervisor.start();
