@@ -82,9 +82,15 @@ export const LIMITS = {
   /** Largest per-direction backlog bound: the largest slab the config accepts. */
   backlog_bytes_max: 2 ** 32,
 
+  // ── per client IP (0 switches a limit off) ──
+  client_new_per_second_max: 1_000_000,
+  auth_failures_max: 1_000,
+
   // ── timeouts ──
   timeout_ms_max: TIMEOUT_MS_MAX,
   timeouts: {
+    /** clients.auth_block_ms. */
+    auth_block: { min_ms: 1, max_ms: TIMEOUT_MS_MAX },
     /** server.shutdown_timeout_ms; 0 closes connections at once. */
     shutdown: { min_ms: 0, max_ms: TIMEOUT_MS_MAX },
     /** socks.handshake_timeout_ms. */

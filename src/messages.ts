@@ -12,6 +12,8 @@ export type ToWorker =
       config: Config;
       memory: PoolMemory;
       openConnections: SharedArrayBuffer;
+      /** The per-client table (src/proxy/clients.ts), shared by every Worker. */
+      clients: SharedArrayBuffer;
     }
   | { type: "shutdown"; graceMs: number };
 

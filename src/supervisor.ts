@@ -9,6 +9,7 @@ import type { Logger } from "./log.ts";
 import type { FromWorker, ToWorker } from "./messages.ts";
 import type { PoolBackend, PoolMemory } from "./pool/index.ts";
 import { formatHostPort } from "./protocol/host-port.ts";
+import { createClientTableMemory } from "./proxy/clients.ts";
 import type { ListenerInfo } from "./proxy/server.ts";
 
 const {
@@ -52,6 +53,7 @@ export class Supervisor {
   private readonly memory: PoolMemory;
   private readonly log: Logger;
   private readonly openConnections = new SharedArrayBuffer(4);
+  private readonly clients: SharedArrayBuffer;
   private readonly slots: Slot[];
   private stopping = false;
 
@@ -68,6 +70,7 @@ export class Supervisor {
     this.workerUrl = workerUrl;
     this.config = config;
     this.memory = memory;
+    this.clients = createClientTableMemory(config.server.connections_max);
     this.log = log;
     this.slots = Array.from({ length: workers }, () => ({
       worker: null,
@@ -160,6 +163,7 @@ export class Supervisor {
         config: this.config,
         memory: this.memory,
         openConnections: this.openConnections,
+        clients: this.clients,
       });
     });
   }

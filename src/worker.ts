@@ -29,6 +29,7 @@ async function start(message: Extract<ToWorker, { type: "start" }>): Promise<voi
       pool,
       log,
       openConnections: new Int32Array(message.openConnections),
+      clients: message.clients,
     });
     post({ type: "ready", index, listeners: [...server.listeners], backend: pool.backend });
   } catch (error) {

@@ -138,6 +138,35 @@ const poolEntries = {
   ),
 };
 
+/** Per client IP, all Workers together (src/proxy/clients.ts); 0 switches a limit off. */
+const clientsEntries = {
+  connections_max: v.optional(
+    integerBetween(
+      0,
+      LIMITS.connections_max,
+      `0 (no limit) or an integer up to ${LIMITS.connections_max}`,
+    ),
+    0,
+  ),
+  new_per_second: v.optional(
+    integerBetween(
+      0,
+      LIMITS.client_new_per_second_max,
+      `0 (no limit) or an integer up to ${LIMITS.client_new_per_second_max}`,
+    ),
+    0,
+  ),
+  auth_failures_max: v.optional(
+    integerBetween(
+      0,
+      LIMITS.auth_failures_max,
+      `0 (never block) or an integer up to ${LIMITS.auth_failures_max}`,
+    ),
+    10,
+  ),
+  auth_block_ms: v.optional(timeoutMs(LIMITS.timeouts.auth_block), 60_000),
+};
+
 export const ACCESS_ACTIONS = ["allow", "deny"] as const;
 
 /** One access rule: every criterion given must hold (a list holds when any entry matches). */
@@ -172,6 +201,7 @@ const rootEntries = {
   forward: v.optional(v.array(table(forwardEntries), "an array of [[forward]] tables"), () => []),
   relay: v.optional(table(relayEntries), {}),
   pool: v.optional(table(poolEntries), {}),
+  clients: v.optional(table(clientsEntries), {}),
   access: v.optional(table(accessEntries), {}),
   log: v.optional(table(logEntries), {}),
 };
@@ -195,6 +225,7 @@ export const CONFIG_SECTIONS: readonly {
   { name: "forward", array: true, keys: Object.keys(forwardEntries) },
   { name: "relay", array: false, keys: Object.keys(relayEntries) },
   { name: "pool", array: false, keys: Object.keys(poolEntries) },
+  { name: "clients", array: false, keys: Object.keys(clientsEntries) },
   { name: "access", array: false, keys: ["default"] },
   { name: "access.rules", array: true, keys: Object.keys(ruleEntries), required: ["action"] },
   { name: "log", array: false, keys: Object.keys(logEntries) },

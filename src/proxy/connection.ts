@@ -25,6 +25,7 @@
 import type { Socket, SocketHandler } from "bun";
 import type { Config } from "../config/schema.ts";
 import type { Logger } from "../log.ts";
+import type { AccessPolicy } from "../policy/access.ts";
 import type { BufferPool } from "../pool/index.ts";
 import { formatHostPort } from "../protocol/host-port.ts";
 import {
@@ -36,7 +37,7 @@ import {
   type Outcome,
   Reply,
 } from "../protocol/index.ts";
-import type { AccessPolicy } from "../policy/access.ts";
+import type { ClientTable } from "./clients.ts";
 import { connectAny, DialError, resolveHost } from "./dial.ts";
 import { type HandshakeBudget, PartialMessage } from "./partial.ts";
 import { Pipe, type PipeOwner } from "./relay.ts";
@@ -59,6 +60,8 @@ export interface ConnectionContext {
   readonly clock: Clock;
   /** Who may reach what (src/policy/access.ts), asked before and after resolving. */
   readonly access: AccessPolicy;
+  /** Per-client counts shared by every Worker; failed logins are reported to it. */
+  readonly clients: ClientTable;
   /** The slots this Worker's handshakes hold together, and their bound. */
   readonly handshakeSlots: HandshakeBudget;
   /** Called once, when the connection has closed: returns its place under connections_max. */
@@ -88,6 +91,8 @@ export class Connection implements PipeOwner {
   private target = "";
   private readonly startedAt: number;
   private readonly clientAddress: string;
+  /** The client's IP as Bun gave it at accept (undefined if it gave none), for per-client counts. */
+  readonly clientHost: string | undefined;
   private reply: number | undefined;
 
   constructor(
@@ -104,6 +109,7 @@ export class Connection implements PipeOwner {
     this.startedAt = performance.now();
     this.lastActivity = ctx.clock.now;
     this.clientAddress = peerAddress(client);
+    this.clientHost = client.remoteAddress;
     const backlogMax = ctx.config.relay.backlog_bytes_max;
     this.up = new Pipe(ctx.pool, backlogMax, this);
     this.down = new Pipe(ctx.pool, backlogMax, this);
@@ -160,6 +166,13 @@ export class Connection implements PipeOwner {
         client: this.clientAddress,
         ...(step.username === undefined ? { user_known: false } : { username: step.username }),
       });
+      if (this.ctx.clients.authFailed(this.clientHost)) {
+        this.ctx.log.warn("client blocked after too many failed logins", {
+          client: this.clientHost,
+          auth_failures_max: this.ctx.config.clients.auth_failures_max,
+          block_ms: this.ctx.config.clients.auth_block_ms,
+        });
+      }
     } else if (step.error !== undefined) {
       this.ctx.log.debug("bad handshake", { code: step.error.code, error: step.error.message });
     }

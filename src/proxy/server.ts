@@ -6,11 +6,12 @@ import type { Socket, TCPSocketListener, TCPSocketListenOptions } from "bun";
 import { type Config, handshakeSlotsPerWorker } from "../config/schema.ts";
 import { LIMITS } from "../limits.ts";
 import type { Logger } from "../log.ts";
+import { AccessPolicy } from "../policy/access.ts";
 import type { BufferPool, PoolStats } from "../pool/index.ts";
 import { parseHostPort } from "../protocol/host-port.ts";
 import { type DialRequest, type FrontProtocol, Socks5Handshake } from "../protocol/index.ts";
-import { AccessPolicy } from "../policy/access.ts";
 import { Admission } from "./admission.ts";
+import { type ClientRefusal, ClientTable, createClientTableMemory } from "./clients.ts";
 import {
   type Clock,
   Connection,
@@ -36,6 +37,8 @@ export interface ProxyStats {
   connections_total: number;
   /** Connections refused at accept because connections_max was reached (all threads count). */
   connections_rejected: number;
+  /** Connections refused at accept by a per-client limit, on this thread, by reason. */
+  clients_refused: Record<ClientRefusal, number>;
   /** Relay bytes held in pool slots (and chunks held in place) on this thread. */
   backlog_bytes: number;
   pool: PoolStats;
@@ -54,7 +57,15 @@ export interface ProxyOptions {
   log: Logger;
   /** Open connections across every Worker (one Int32 in shared memory); per-thread when absent. */
   openConnections?: Int32Array;
+  /** The per-client table shared by every Worker (createClientTableMemory); per-thread when absent. */
+  clients?: SharedArrayBuffer;
 }
+
+const CLIENT_REFUSAL_MESSAGES: Record<ClientRefusal, string> = {
+  client_connections: "connection refused: clients.connections_max reached for this client",
+  client_rate: "connection refused: clients.new_per_second exceeded by this client",
+  client_blocked: "connection refused: client blocked after too many failed logins",
+};
 
 const noFront = (): null => null; // a forward listener relays from the first byte
 
@@ -87,11 +98,22 @@ export async function startProxy(options: ProxyOptions): Promise<ProxyServer> {
     options.openConnections ?? new Int32Array(new SharedArrayBuffer(4)),
     config.server.connections_max,
   );
+  const clients = new ClientTable(
+    options.clients ?? createClientTableMemory(config.server.connections_max),
+    config.clients,
+  );
   const connections = new Set<Connection>();
   const clock: Clock = { now: performance.now() };
   let total = 0;
   let closing = false;
   let onEmpty: (() => void) | null = null;
+
+  /** Logs a per-client refusal: the first of each kind, then every 1,000th, with the counts. */
+  function refusedPerClient(reason: ClientRefusal, host: string | undefined): void {
+    const count = clients.refused[reason];
+    if (count !== 1 && count % 1000 !== 0) return;
+    log.warn(CLIENT_REFUSAL_MESSAGES[reason], { client: host, reason, refused: count });
+  }
 
   /** Accepts a client into the pipeline under connections_max, or closes it at once. */
   function accept(
@@ -100,6 +122,13 @@ export async function startProxy(options: ProxyOptions): Promise<ProxyServer> {
     front: () => FrontProtocol | null,
     forwardTarget?: DialRequest,
   ): void {
+    const host = socket.remoteAddress;
+    const perClient = clients.enabled ? clients.admit(host) : null;
+    if (perClient !== null) {
+      refusedPerClient(perClient, host);
+      socket.end();
+      return;
+    }
     let connection: Connection | null;
     try {
       connection = closing
@@ -109,10 +138,12 @@ export async function startProxy(options: ProxyOptions): Promise<ProxyServer> {
           );
     } catch (error) {
       logUnexpected(log, error, { at: "accept", listener: listener.listen });
+      if (clients.enabled) clients.release(host);
       socket.end();
       return;
     }
     if (connection === null) {
+      if (clients.enabled) clients.release(host);
       if (!closing && (admission.refused === 1 || admission.refused % 1000 === 0)) {
         log.warn("connection refused: connections_max reached", {
           connections_max: config.server.connections_max,
@@ -189,8 +220,12 @@ export async function startProxy(options: ProxyOptions): Promise<ProxyServer> {
     // This proxy's own listeners (bound ports known now) are denied as destinations.
     access: new AccessPolicy(config.access, info),
     handshakeSlots: { held: 0, max: handshakeSlotsPerWorker(config) },
+    clients,
     forget(connection) {
-      if (connections.delete(connection)) admission.leave();
+      if (connections.delete(connection)) {
+        admission.leave();
+        if (clients.enabled) clients.release(connection.clientHost);
+      }
       if (connections.size === 0) onEmpty?.();
     },
   };
@@ -215,6 +250,7 @@ export async function startProxy(options: ProxyOptions): Promise<ProxyServer> {
         connections_open: connections.size,
         connections_total: total,
         connections_rejected: admission.refused,
+        clients_refused: { ...clients.refused },
         backlog_bytes: backlog,
         pool: pool.stats(),
       };

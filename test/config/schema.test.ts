@@ -43,6 +43,12 @@ describe("defaults", () => {
         handshake_share_percent: 25,
         local_batch: 32,
       },
+      clients: {
+        connections_max: 0,
+        new_per_second: 0,
+        auth_failures_max: 10,
+        auth_block_ms: 60_000,
+      },
       access: { default: "allow", rules: [] },
       log: { level: "info", format: "text" },
     });
@@ -185,7 +191,7 @@ describe("unknown keys", () => {
       }),
     ).toEqual([
       'forward[0].tagret: unknown option (did you mean "target"?)',
-      "proxy: unknown option (known options: server, socks, upstream, forward, relay, pool, access, log)",
+      "proxy: unknown option (known options: server, socks, upstream, forward, relay, pool, clients, access, log)",
     ]);
   });
 

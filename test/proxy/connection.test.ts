@@ -6,6 +6,7 @@ import type { Socket } from "bun";
 import { parseConfig } from "../../src/config/schema.ts";
 import { createPool } from "../../src/pool/index.ts";
 import { AccessPolicy } from "../../src/policy/access.ts";
+import { ClientTable, createClientTableMemory } from "../../src/proxy/clients.ts";
 import { Connection, type ConnectionContext } from "../../src/proxy/connection.ts";
 import type { ListenerInfo } from "../../src/proxy/server.ts";
 import { capturingLogger } from "../support/proxy.ts";
@@ -22,6 +23,7 @@ function harness() {
     clock: { now: performance.now() },
     access: new AccessPolicy(config.access, []),
     handshakeSlots: { held: 0, max: 4 },
+    clients: new ClientTable(createClientTableMemory(16), config.clients),
     forget: (connection) => forgotten.push(connection),
   };
   return { ctx, logs, forgotten, pool };

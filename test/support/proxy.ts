@@ -31,6 +31,7 @@ export interface TestConfig {
   relay?: Record<string, unknown>;
   pool?: Record<string, unknown>;
   access?: Record<string, unknown>;
+  clients?: Record<string, unknown>;
 }
 
 const openProxies = new Set<TestProxy>();
@@ -56,6 +57,7 @@ export async function startTestProxy(input: TestConfig = {}): Promise<TestProxy>
     relay: input.relay ?? {},
     pool: { slots: 1024, checked: true, ...input.pool },
     access: input.access ?? {},
+    clients: input.clients ?? {},
     log: { level: "info", format: "json" },
   });
   const pool = createPool({
