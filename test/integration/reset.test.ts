@@ -6,11 +6,21 @@
 import { afterAll, describe, expect, test } from "bun:test";
 import { MIB } from "../support/bytes.ts";
 import { cleanup } from "../support/cleanup.ts";
-import { startTestProxy } from "../support/proxy.ts";
+import { startTestProxy, type TestProxy } from "../support/proxy.ts";
 import { socksConnect } from "../support/socks-client.ts";
 import { waitFor } from "../support/wait.ts";
 
 afterAll(cleanup);
+
+/** The connection line to the target says outcome=reset, and every slot is back in the pool. */
+async function expectResetLogged(tp: TestProxy, targetPort: number): Promise<void> {
+  const record = await tp.waitForConnectionLog(
+    (r) => r.target === `127.0.0.1:${targetPort}`,
+    "the connection line",
+  );
+  expect(record.outcome).toBe("reset");
+  await waitFor(() => tp.pool.stats().in_use === 0, "every slot back in the pool");
+}
 
 describe.each(["queue", "queue-ts"])("resets, pool strategy %s", (strategy) => {
   test("the target resets mid-stream: the client is reset and the log says reset", async () => {
@@ -25,12 +35,7 @@ describe.each(["queue", "queue-ts"])("resets, pool strategy %s", (strategy) => {
       const { conn } = await socksConnect(tp.socksPort, "127.0.0.1", target.port);
       conn.send(new Uint8Array(4 * MIB)); // more than the kernel takes at once: a backlog forms
       await conn.waitEnd();
-      const record = await tp.waitForConnectionLog(
-        (r) => r.target === `127.0.0.1:${target.port}`,
-        "the connection line",
-      );
-      expect(record.outcome).toBe("reset");
-      await waitFor(() => tp.pool.stats().in_use === 0, "every slot back in the pool");
+      await expectResetLogged(tp, target.port);
       expect(tp.proxy.stats().connections_open).toBe(0);
     } finally {
       target.stop(true);
@@ -75,12 +80,7 @@ describe.each(["queue", "queue-ts"])("resets, pool strategy %s", (strategy) => {
       conn.socket.terminate(); // RST
       await closed; // bounded by the test timeout
       expect((targetError as { code?: string } | undefined)?.code).toBe("ECONNRESET");
-      const record = await tp.waitForConnectionLog(
-        (r) => r.target === `127.0.0.1:${target.port}`,
-        "the connection line",
-      );
-      expect(record.outcome).toBe("reset");
-      await waitFor(() => tp.pool.stats().in_use === 0, "every slot back in the pool");
+      await expectResetLogged(tp, target.port);
     } finally {
       target.stop(true);
       await tp.close();
@@ -111,12 +111,7 @@ describe.each(["queue", "queue-ts"])("resets, pool strategy %s", (strategy) => {
         fin: false,
         error: "ECONNRESET",
       });
-      const record = await tp.waitForConnectionLog(
-        (r) => r.target === `127.0.0.1:${target.port}`,
-        "the connection line",
-      );
-      expect(record.outcome).toBe("reset");
-      await waitFor(() => tp.pool.stats().in_use === 0, "every slot back in the pool");
+      await expectResetLogged(tp, target.port);
     } finally {
       target.stop(true);
       await tp.close();
@@ -148,11 +143,7 @@ describe.each(["queue", "queue-ts"])("resets, pool strategy %s", (strategy) => {
       conn.send(new Uint8Array(2 * MIB));
       conn.socket.terminate(); // RST, with part of the 2 MiB still unsent
       expect(await closed).toEqual({ fin: false, error: "ECONNRESET" });
-      const record = await tp.waitForConnectionLog(
-        (r) => r.target === `127.0.0.1:${target.port}`,
-        "the connection line",
-      );
-      expect(record.outcome).toBe("reset");
+      await expectResetLogged(tp, target.port);
     } finally {
       target.stop(true);
       await tp.close();
