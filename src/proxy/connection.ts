@@ -2,7 +2,7 @@
 // connection meets them, and the Bun socket events that drive them. Not the listeners or the
 // sweeper (server.ts), not the byte moving (relay.ts), not any wire format (src/protocol/).
 //
-//   accept + admission (server.ts, admission.ts: connections_max)
+//   accept + admission (server.ts; clients.ts: per-client limits; admission.ts: connections_max)
 //     │
 //     ▼
 //   1. front     the front protocol reads the handshake     deadline: handshake_timeout_ms
