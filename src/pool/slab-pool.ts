@@ -54,7 +54,8 @@ export abstract class SlabPool implements BufferPool {
 
   /** A free index from the shared free list, or EXHAUSTED. */
   protected abstract take(): number;
-  /** Returns an index to the shared free list. Never fails. */
+  /** Returns an index to the shared free list. Throws POOL_FREE_LIST_FULL when the list is already
+   *  full, which only a double release can cause; never fails otherwise. */
   protected abstract give(slot: number): void;
   /** Slots in the shared free list now. */
   protected abstract sharedFree(): number;
@@ -105,8 +106,16 @@ export abstract class SlabPool implements BufferPool {
 
   releaseMany(slots: Uint32Array, count: number): void {
     for (let i = 0; i < count; i++) {
-      this.checkRange(slots[i]!);
-      if (this.owners !== null) this.markReleased(slots[i]!);
+      try {
+        this.checkRange(slots[i]!);
+        if (this.owners !== null) this.markReleased(slots[i]!);
+      } catch (error) {
+        // The ones before the bad index are marked released already: give them back rather than
+        // leak them, then report the bad one.
+        this.releasedCount += i;
+        this.giveMany(slots, i);
+        throw error;
+      }
     }
     this.releasedCount += count;
     this.giveMany(slots, count);

@@ -33,6 +33,17 @@ export class AllocPool extends SlabPool {
   }
 
   protected give(slot: number): void {
+    // The buffer table already says whether this thread holds the slot, so even unchecked mode
+    // refuses a release that would drive the shared budget below what is really held.
+    if (this.buffers[slot] === undefined) {
+      const released = slot < this.buffers.length;
+      throw new PoolError(
+        released ? "POOL_DOUBLE_RELEASE" : "POOL_NOT_HELD",
+        released
+          ? `alloc slot ${slot} released twice (it is no longer held on this thread)`
+          : `alloc slot ${slot} released but never acquired on this thread`,
+      );
+    }
     this.buffers[slot] = undefined;
     this.freeIds.push(slot);
     Atomics.sub(this.budget, 0, 1);

@@ -35,9 +35,14 @@ export class LocalPool extends SlabPool {
   protected give(slot: number): void {
     if (this.count === this.values.length) {
       // Full: hand the older half back so other threads can refill, keep the recent (warm) half.
-      this.queue.pushBatch(this.cache, 0, this.batchSize);
-      this.values.copyWithin(0, this.batchSize, this.count);
-      this.count -= this.batchSize;
+      // If the push throws (a full free list: a double release), the older half leaves the cache
+      // anyway, so no index stays both here and in the shared list.
+      try {
+        this.queue.pushBatch(this.cache, 0, this.batchSize);
+      } finally {
+        this.values.copyWithin(0, this.batchSize, this.count);
+        this.count -= this.batchSize;
+      }
     }
     this.values[this.count++] = slot;
   }
@@ -51,7 +56,8 @@ export class LocalPool extends SlabPool {
   }
 
   override flush(): void {
-    this.queue.pushBatch(this.cache, 0, this.count);
-    this.count = 0;
+    const count = this.count;
+    this.count = 0; // first: if the push throws, nothing it already pushed stays cached too
+    this.queue.pushBatch(this.cache, 0, count);
   }
 }

@@ -6,8 +6,12 @@
 // Concurrency note. Every read and write of `top` and the stack happens between lock() and unlock(),
 // whose Atomics operations order them (JS memory model: data-race-free accesses get happens-before),
 // so plain reads and writes are enough inside. The lock word sits on its own line, apart from `top`.
+// The stack has room for exactly `slots` indices: a give that finds it full (only a double release
+// can) throws POOL_FREE_LIST_FULL after unlocking instead of writing past the end, where a later take
+// would read a value no one wrote.
 
 import { CACHE_LINE_BYTES } from "../freelist/layout.ts";
+import { freeListFull } from "../freelist/ring.ts";
 import { SlabPool, type SlabPoolInit } from "../slab-pool.ts";
 import { EXHAUSTED, PoolError } from "../types.ts";
 
@@ -70,6 +74,10 @@ export class LockedStackPool extends SlabPool {
     const words = this.words;
     this.guard.lock();
     const top = words[TOP_WORD]!;
+    if (top >= this.slots) {
+      this.guard.unlock();
+      throw freeListFull(slot);
+    }
     words[STACK_WORD + top] = slot;
     words[TOP_WORD] = top + 1;
     this.guard.unlock();
@@ -95,8 +103,10 @@ export class LockedStackPool extends SlabPool {
     const words = this.words;
     this.guard.lock();
     const top = words[TOP_WORD]!;
-    for (let i = 0; i < count; i++) words[STACK_WORD + top + i] = slots[i]!;
-    words[TOP_WORD] = top + count;
+    const n = Math.min(count, this.slots - top); // what fits; less than count only after a double release
+    for (let i = 0; i < n; i++) words[STACK_WORD + top + i] = slots[i]!;
+    words[TOP_WORD] = top + n;
     this.guard.unlock();
+    if (n < count) throw freeListFull(slots[n]!);
   }
 }
