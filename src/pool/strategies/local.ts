@@ -4,9 +4,14 @@
 // B at a time.
 // Not fair across threads: up to 2·B slots can sit idle in one thread's cache while another thread
 // finds the shared queue empty. flush() returns them (call it when a thread goes idle or exits).
+//
+// Holder entries (slab-pool.ts) change only at the shared-queue boundary: a refill marks the B slots
+// it pops as this Worker's, a flush clears the ones it pushes. A slot in the cache and a slot handed
+// out from it are both "held by this Worker", so a warm acquire or release writes no shared memory,
+// and a crashed Worker's cache is reclaimed with the rest of its slots.
 
 import type { BatchBuffer, SlotQueue } from "../freelist/ring.ts";
-import { SlabPool, type SlabPoolInit } from "../slab-pool.ts";
+import { HOLDER_NONE, SlabPool, type SlabPoolInit } from "../slab-pool.ts";
 import { EXHAUSTED } from "../types.ts";
 
 export class LocalPool extends SlabPool {
@@ -28,8 +33,16 @@ export class LocalPool extends SlabPool {
     if (this.count === 0) {
       this.count = this.queue.popBatch(this.cache, 0, this.batchSize);
       if (this.count === 0) return EXHAUSTED;
+      this.mark(0, this.count, this.holder);
     }
     return this.values[--this.count]!;
+  }
+
+  /** Writes `holder` into the entries of cache[from..to). */
+  private mark(from: number, to: number, holder: number): void {
+    const values = this.values;
+    const holders = this.holders;
+    for (let i = from; i < to; i++) holders[values[i]!] = holder;
   }
 
   protected give(slot: number): void {
@@ -38,6 +51,7 @@ export class LocalPool extends SlabPool {
       // If the push throws (a full free list: a double release), the older half leaves the cache
       // anyway, so no index stays both here and in the shared list.
       try {
+        this.mark(0, this.batchSize, HOLDER_NONE);
         this.queue.pushBatch(this.cache, 0, this.batchSize);
       } finally {
         this.values.copyWithin(0, this.batchSize, this.count);
@@ -58,6 +72,7 @@ export class LocalPool extends SlabPool {
   override flush(): void {
     const count = this.count;
     this.count = 0; // first: if the push throws, nothing it already pushed stays cached too
+    this.mark(0, count, HOLDER_NONE);
     this.queue.pushBatch(this.cache, 0, count);
   }
 }

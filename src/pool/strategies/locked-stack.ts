@@ -9,10 +9,12 @@
 // The stack has room for exactly `slots` indices: a give that finds it full (only a double release
 // can) throws POOL_FREE_LIST_FULL after unlocking instead of writing past the end, where a later take
 // would read a value no one wrote.
+// Holder entries (slab-pool.ts) are written inside the lock, next to the stack write: a taker marks
+// the slot as its Worker's, a giver clears it, and the lock orders the two.
 
 import { CACHE_LINE_BYTES } from "../freelist/layout.ts";
 import { freeListFull } from "../freelist/ring.ts";
-import { SlabPool, type SlabPoolInit } from "../slab-pool.ts";
+import { HOLDER_NONE, SlabPool, type SlabPoolInit } from "../slab-pool.ts";
 import { EXHAUSTED, PoolError } from "../types.ts";
 
 export const LOCK_WORD = 0;
@@ -65,6 +67,7 @@ export class LockedStackPool extends SlabPool {
     if (top > 0) {
       slot = words[STACK_WORD + top - 1]!;
       words[TOP_WORD] = top - 1;
+      this.holders[slot] = this.holder;
     }
     this.guard.unlock();
     return slot;
@@ -78,6 +81,7 @@ export class LockedStackPool extends SlabPool {
       this.guard.unlock();
       throw freeListFull(slot);
     }
+    this.holders[slot] = HOLDER_NONE;
     words[STACK_WORD + top] = slot;
     words[TOP_WORD] = top + 1;
     this.guard.unlock();
@@ -93,7 +97,12 @@ export class LockedStackPool extends SlabPool {
     this.guard.lock();
     const top = words[TOP_WORD]!;
     const n = Math.min(count, top);
-    for (let i = 0; i < n; i++) out[i] = words[STACK_WORD + top - 1 - i]!;
+    const holders = this.holders;
+    for (let i = 0; i < n; i++) {
+      const slot = words[STACK_WORD + top - 1 - i]!;
+      out[i] = slot;
+      holders[slot] = this.holder;
+    }
     words[TOP_WORD] = top - n;
     this.guard.unlock();
     return n;
@@ -104,7 +113,12 @@ export class LockedStackPool extends SlabPool {
     this.guard.lock();
     const top = words[TOP_WORD]!;
     const n = Math.min(count, this.slots - top); // what fits; less than count only after a double release
-    for (let i = 0; i < n; i++) words[STACK_WORD + top + i] = slots[i]!;
+    const holders = this.holders;
+    for (let i = 0; i < n; i++) {
+      const slot = slots[i]!;
+      holders[slot] = HOLDER_NONE;
+      words[STACK_WORD + top + i] = slot;
+    }
     words[TOP_WORD] = top + n;
     this.guard.unlock();
     if (n < count) throw freeListFull(slots[n]!);
