@@ -49,8 +49,10 @@ export interface ProxyOptions {
   config: Config;
   pool: BufferPool;
   log: Logger;
-  /** Open connections across every Worker (one Int32 in shared memory); per-thread when absent. */
+  /** Open connections across every Worker (shared memory, see admission.ts); per-thread when absent. */
   openConnections?: Int32Array;
+  /** This Worker's index, so its own connections are counted apart (admission.ts). */
+  worker?: number;
 }
 
 const noFront = (): null => null; // a forward listener relays from the first byte
@@ -83,6 +85,7 @@ export async function startProxy(options: ProxyOptions): Promise<ProxyServer> {
   const admission = new Admission(
     options.openConnections ?? new Int32Array(new SharedArrayBuffer(4)),
     config.server.connections_max,
+    options.openConnections ? options.worker : undefined,
   );
   const connections = new Set<Connection>();
   const clock: Clock = { now: performance.now() };
