@@ -58,9 +58,11 @@ export fn sp_queue_pop_batch(mem: [*]u8, out: [*]u32, max: u32) u32 {
     return Queue.fromMem(mem).popBatch(out, max);
 }
 
-/// Push all `count` values (never fails).
-export fn sp_queue_push_batch(mem: [*]u8, values: [*]const u32, count: u32) void {
-    Queue.fromMem(mem).pushBatch(values, count);
+/// Push `values[0..count)` in order, each bounded like sp_queue_try_push; returns how many were
+/// pushed. Less than `count` only when the ring filled up, which for a ring sized for every slot
+/// means a double release (TypeScript throws POOL_FREE_LIST_FULL then).
+export fn sp_queue_push_batch(mem: [*]u8, values: [*]const u32, count: u32) u32 {
+    return Queue.fromMem(mem).pushBatch(values, count);
 }
 
 /// Approximate number of queued values (enqueue_pos - dequeue_pos, monotonic loads).
@@ -84,9 +86,18 @@ export fn sp_queue_layout(out: [*]u32, max: u32) u32 {
 /// Does nothing: the baseline for the cost of one FFI call in benchmarks.
 export fn sp_noop() void {}
 
-/// The layout version this library implements.
+/// The version of this C ABI: the exports, their signatures and what they mean. TypeScript refuses a
+/// library whose version differs from its own (NATIVE_ABI_VERSION in src/pool/freelist/native.ts)
+/// and falls back to the TypeScript queue, so a stale build is never called with the wrong contract.
+/// The shared memory layout has its own version (the `version` field of sp_queue_layout).
+///   1  the first ABI
+///   2  sp_queue_push_batch is bounded and returns how many it pushed (it used to wait forever on a
+///      full ring and return nothing)
+pub const abi_version: u32 = 2;
+
+/// The C ABI version this library implements (`abi_version`).
 export fn sp_version() u32 {
-    return queue.version;
+    return abi_version;
 }
 
 // ---------------------------------------------------------------- tests
@@ -119,7 +130,7 @@ test "sp_queue_layout order and values" {
     try testing.expectEqual(@as(u32, 3), sp_queue_layout(&short, 3));
     try testing.expectEqualSlices(u32, &.{ 0x5350_5131, 1, 128, 0xDEAD }, &short);
     try testing.expectEqual(@as(u32, 0), sp_queue_layout(&short, 0));
-    try testing.expectEqual(@as(u32, 1), sp_version());
+    try testing.expectEqual(@as(u32, 2), sp_version());
     sp_noop();
 }
 
@@ -179,10 +190,16 @@ test "sp_queue batches through the C ABI" {
     var out: [16]u32 = undefined;
     try testing.expectEqual(@as(u32, 0), sp_queue_pop_batch(mem, &out, 16));
     const vals = [_]u32{ 10, 11, 12, 13, 14, 15 };
-    sp_queue_push_batch(mem, &vals, vals.len);
+    try testing.expectEqual(@as(u32, 6), sp_queue_push_batch(mem, &vals, vals.len));
     try testing.expectEqual(@as(u32, 4), sp_queue_pop_batch(mem, &out, 4));
     try testing.expectEqualSlices(u32, &.{ 10, 11, 12, 13 }, out[0..4]);
     try testing.expectEqual(@as(u32, 2), sp_queue_pop_batch(mem, &out, 16));
     try testing.expectEqualSlices(u32, &.{ 14, 15 }, out[0..2]);
     try testing.expectEqual(@as(u32, 0), sp_queue_len(mem));
+
+    // A batch that overfills the ring (a double release) is cut short, not waited on forever.
+    const many = [_]u32{0} ** 20;
+    try testing.expectEqual(@as(u32, 16), sp_queue_push_batch(mem, &many, many.len));
+    try testing.expectEqual(@as(u32, 0), sp_queue_push_batch(mem, &many, 1));
+    try testing.expectEqual(@as(u32, 16), sp_queue_len(mem));
 }

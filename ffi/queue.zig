@@ -34,7 +34,8 @@
 //!   therefore not in the ring); `push` retries with backoff until it lands and never fails.
 //!   `tryPush` reports full only when dequeue_pos confirms the ring is truly full (or after the same
 //!   bound as pop). Pushing a slot twice (a double free) is a caller bug; with a full ring `push`
-//!   would then wait for a free cell indefinitely.
+//!   would then wait for a free cell indefinitely, so TypeScript uses only the bounded `tryPush` and
+//!   `pushBatch` (which stops at the first value that does not fit) and reports a full ring.
 //! * ABA is impossible: a cell's sequence advances by exactly `capacity` per lap and positions only
 //!   grow, so a thread holding a stale position either sees a sequence that does not match it
 //!   (reload) or loses its CAS (reload). A stale claim could only succeed if the positions advanced by
@@ -362,9 +363,15 @@ pub const Queue = extern struct {
         return n;
     }
 
-    /// Push all `n` values (never fails, like `push`).
-    pub fn pushBatch(q: *Queue, values: [*]const u32, n: u32) void {
-        for (values[0..n]) |v| q.push(v);
+    /// Push `values[0..n)` in order, each bounded like `tryPush`; stops at the first value that does
+    /// not fit and returns how many were pushed. A ring sized for every slot only fills up after a
+    /// double release, so a short count is a caller bug to report, never a state to wait out.
+    pub fn pushBatch(q: *Queue, values: [*]const u32, n: u32) u32 {
+        var i: u32 = 0;
+        while (i < n) : (i += 1) {
+            if (!q.tryPush(values[i])) break;
+        }
+        return i;
     }
 
     /// Approximate number of queued values (a racy snapshot, clamped to [0, capacity]).
@@ -516,7 +523,7 @@ test "batch push/pop, partial batch" {
     var out: [16]u32 = undefined;
     try testing.expectEqual(@as(u32, 0), q.popBatch(&out, 16));
     const vals = [_]u32{ 5, 6, 7, 8, 9 };
-    q.pushBatch(&vals, vals.len);
+    try testing.expectEqual(@as(u32, 5), q.pushBatch(&vals, vals.len));
     try testing.expectEqual(@as(u32, 5), q.len());
     try testing.expectEqual(@as(u32, 3), q.popBatch(&out, 3));
     try testing.expectEqualSlices(u32, &.{ 5, 6, 7 }, out[0..3]);
@@ -524,8 +531,21 @@ test "batch push/pop, partial batch" {
     try testing.expectEqualSlices(u32, &.{ 8, 9 }, out[0..2]);
     try testing.expectEqual(@as(u32, 0), q.popBatch(&out, 16));
     try testing.expectEqual(@as(u32, 0), q.popBatch(&out, 0));
-    q.pushBatch(&vals, 0);
+    try testing.expectEqual(@as(u32, 0), q.pushBatch(&vals, 0));
     try testing.expectEqual(@as(u32, 0), q.len());
+}
+
+test "pushBatch into a ring that fills up stops there and reports how many it pushed" {
+    var m: testMem(4) = .{};
+    const q = try Queue.init(&m.buf, 4);
+    const vals = [_]u32{ 1, 2, 3, 4, 5, 6 };
+    var timer = try std.time.Timer.start();
+    try testing.expectEqual(@as(u32, 4), q.pushBatch(&vals, vals.len));
+    // A truly full ring is confirmed by dequeue_pos at once: no backoff, no wait.
+    try testing.expect(timer.read() < busy_wait_limit_ns);
+    try testing.expectEqual(@as(u32, 0), q.pushBatch(vals[4..].ptr, 2));
+    for (0..4) |i| try testing.expectEqual(@as(?u32, @intCast(i + 1)), q.pop());
+    try testing.expectEqual(@as(?u32, null), q.pop());
 }
 
 test "spurious empty and spurious full are reported as busy, not as empty/full" {

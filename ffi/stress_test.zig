@@ -114,7 +114,11 @@ fn exactlyOnceWorker(s: *Shared, tid: u32) void {
         while (i < n) {
             const k = r.intRangeAtMost(u32, 1, n - i);
             for (held[i .. i + k]) |idx| release(s, idx);
-            if (k == 1 and r.boolean()) s.q.push(held[i]) else s.q.pushBatch(held[i..].ptr, k);
+            if (k == 1 and r.boolean()) {
+                s.q.push(held[i]);
+            } else if (s.q.pushBatch(held[i..].ptr, k) != k) {
+                @panic("pushBatch found the ring full: a slot is in it twice");
+            }
             i += k;
         }
     }

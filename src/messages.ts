@@ -11,6 +11,7 @@ export type ToWorker =
       index: number;
       config: Config;
       memory: PoolMemory;
+      /** Open-connection counts: the total and one word per Worker (src/proxy/admission.ts). */
       openConnections: SharedArrayBuffer;
       /** The per-client table (src/proxy/clients.ts), shared by every Worker. */
       clients: SharedArrayBuffer;

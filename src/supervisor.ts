@@ -1,14 +1,25 @@
 // The main thread's supervisor: starts N Workers on the shared pool, resolves port 0 once so every
-// Worker binds the same port, restarts a Worker that dies (with backoff), and stops them all
-// gracefully. Not the proxy: that runs inside each Worker (worker.ts).
+// Worker binds the same port, reclaims what a dead Worker held and restarts it (with backoff), and
+// stops them all gracefully. Not the proxy: that runs inside each Worker (worker.ts).
+//
+// Concurrency note: reclamation runs on the main thread in the dead Worker's `close` handler, so
+// the Worker has exited and cannot write its holder entries or counters again, and it runs before
+// the restart timer is even set, so the new Worker with the same index marks nothing until the old
+// marks are gone. The other Workers keep running meanwhile; they never write the dead Worker's marks
+// or words (pool/slab-pool.ts and proxy/admission.ts say what a Worker killed mid-operation leaks).
 
 import { SHARE_ENV } from "node:worker_threads";
 import type { Config } from "./config/schema.ts";
 import { LIMITS } from "./limits.ts";
 import type { Logger } from "./log.ts";
 import type { FromWorker, ToWorker } from "./messages.ts";
-import type { PoolBackend, PoolMemory } from "./pool/index.ts";
+import { type PoolBackend, type PoolMemory, reclaimWorker } from "./pool/index.ts";
 import { formatHostPort } from "./protocol/host-port.ts";
+import {
+  openConnectionsBytes,
+  openConnectionsTotal,
+  reclaimConnections,
+} from "./proxy/admission.ts";
 import { createClientTableMemory } from "./proxy/clients.ts";
 import type { ListenerInfo } from "./proxy/server.ts";
 
@@ -52,8 +63,10 @@ export class Supervisor {
   private config: Config;
   private readonly memory: PoolMemory;
   private readonly log: Logger;
-  private readonly openConnections = new SharedArrayBuffer(4);
   private readonly clients: SharedArrayBuffer;
+  /** The open-connection counts: the total and one word per Worker (proxy/admission.ts). */
+  private readonly openConnections: SharedArrayBuffer;
+  private readonly open: Int32Array;
   private readonly slots: Slot[];
   private stopping = false;
 
@@ -72,6 +85,8 @@ export class Supervisor {
     this.memory = memory;
     this.clients = createClientTableMemory(config.server.connections_max);
     this.log = log;
+    this.openConnections = new SharedArrayBuffer(openConnectionsBytes(workers));
+    this.open = new Int32Array(this.openConnections);
     this.slots = Array.from({ length: workers }, () => ({
       worker: null,
       startedAt: 0,
@@ -92,7 +107,7 @@ export class Supervisor {
 
   /** Open connections across every Worker. */
   openConnectionCount(): number {
-    return Atomics.load(new Int32Array(this.openConnections), 0);
+    return openConnectionsTotal(this.open);
   }
 
   /** Asks every Worker to drain for up to `graceMs`, then terminates them. */
@@ -155,7 +170,9 @@ export class Supervisor {
       });
       worker.addEventListener("close", () => {
         if (slot.worker === worker) slot.worker = null;
-        if (ready && !slot.stopping && !this.stopping) this.scheduleRestart(index);
+        if (slot.stopping || this.stopping) return;
+        this.reclaim(index); // before any restart: the next Worker `index` must find no old marks
+        if (ready) this.scheduleRestart(index);
       });
       this.send(worker, {
         type: "start",
@@ -165,6 +182,28 @@ export class Supervisor {
         openConnections: this.openConnections,
         clients: this.clients,
       });
+    });
+  }
+
+  /** Gives back what dead Worker `index` held: its pool slots (held, and cached for `local`), or
+   *  its `alloc` budget, and its places under connections_max. One log line with the counts. */
+  private reclaim(index: number): void {
+    let slots = 0;
+    try {
+      slots = reclaimWorker(this.memory, index);
+    } catch (error) {
+      // Only a free list with no room refuses them, i.e. a slot counted twice somewhere: a bug to
+      // report, not a reason to take the supervisor down.
+      this.log.error("cannot return a crashed worker's pool slots", {
+        worker: index,
+        error: (error as Error).message,
+      });
+    }
+    const connections = reclaimConnections(this.open, index);
+    this.log.warn(`worker crashed: reclaimed ${slots} slots, ${connections} connections`, {
+      worker: index,
+      slots,
+      connections,
     });
   }
 

@@ -23,13 +23,15 @@ async function start(message: Extract<ToWorker, { type: "start" }>): Promise<voi
     { worker: index },
   );
   try {
-    const pool = attachPool(message.memory, { log });
+    // The Worker index marks what this Worker holds, so the supervisor can reclaim it after a crash.
+    const pool = attachPool(message.memory, { log, worker: index });
     server = await startProxy({
       config: message.config,
       pool,
       log,
       openConnections: new Int32Array(message.openConnections),
       clients: message.clients,
+      worker: index,
     });
     post({ type: "ready", index, listeners: [...server.listeners], backend: pool.backend });
   } catch (error) {

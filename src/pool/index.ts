@@ -4,14 +4,21 @@
 //   main thread:  createPoolMemory(options) ──▶ PoolMemory (SharedArrayBuffers + plain fields)
 //                        │ postMessage (structured clone shares the SABs)
 //   every thread: attachPool(memory) ──▶ BufferPool with this thread's views, counters and caches
+//   main thread, after Worker w died:  reclaimWorker(memory, w) ──▶ its slots back in the free list
 
 import { LIMITS } from "../limits.ts";
 import type { Logger } from "../log.ts";
 import { queueBytes } from "./freelist/layout.ts";
 import { loadNative, NativeRing, nativeInitRing } from "./freelist/native.ts";
 import { initRing, isPowerOfTwo, type SlotQueue, TsRing } from "./freelist/ring.ts";
-import type { SlabPoolInit } from "./slab-pool.ts";
-import { ALLOC_BUDGET_BYTES, AllocPool } from "./strategies/alloc.ts";
+import {
+  HOLDER_NONE,
+  holderMark,
+  OWNER_RELEASED,
+  type SlabPool,
+  type SlabPoolInit,
+} from "./slab-pool.ts";
+import { ALLOC_BUDGET_BYTES, AllocPool, reclaimAllocBudget } from "./strategies/alloc.ts";
 import { LocalPool } from "./strategies/local.ts";
 import {
   initLockedStack,
@@ -57,12 +64,21 @@ export interface PoolMemory {
   slab: SharedArrayBuffer | null;
   control: SharedArrayBuffer;
   owners: SharedArrayBuffer | null;
+  /** Which Worker holds each slot: one Int32 per slot (slab-pool.ts). null for `alloc`, whose
+   *  per-Worker counts live in `control`. */
+  holders: SharedArrayBuffer | null;
 }
 
 export const LOCAL_BATCH_DEFAULT = 32;
 
 export interface PoolLogging {
   log?: Pick<Logger, "warn">;
+}
+
+export interface PoolAttachOptions extends PoolLogging {
+  /** The Worker this thread is, so the supervisor can reclaim what it held if it crashes. Absent on
+   *  the main thread, in tests and in benchmarks: their slots are never reclaimed. */
+  worker?: number;
 }
 
 /** Throws a PoolError naming every problem with the options. Config validation catches these first. */
@@ -146,6 +162,7 @@ export function createPoolMemory(options: PoolOptions, logging: PoolLogging = {}
     slab: strategy === "alloc" ? null : new SharedArrayBuffer(slots * options.slot_bytes),
     control,
     owners: options.checked ? new SharedArrayBuffer(slots) : null,
+    holders: strategy === "alloc" ? null : new SharedArrayBuffer(slots * 4),
   };
 }
 
@@ -164,17 +181,26 @@ function attachQueue(
   return { queue: new TsRing(memory.control), backend: "typescript" };
 }
 
-/** This thread's handle on the pool in `memory`. Cheap; call once per thread. */
-export function attachPool(memory: PoolMemory, logging: PoolLogging = {}): BufferPool {
-  const { strategy } = memory;
-  const init: SlabPoolInit = {
-    strategy,
+function baseInit(memory: PoolMemory, holder: number): SlabPoolInit {
+  return {
+    strategy: memory.strategy,
     backend: memory.backend,
     slots: memory.slots,
     slotBytes: memory.slot_bytes,
     slab: memory.slab,
     owners: null,
+    holders: memory.holders ? new Int32Array(memory.holders) : new Int32Array(0),
+    holder,
   };
+}
+
+/** This thread's handle on the pool in `memory`. Cheap; call once per thread. */
+export function attachPool(memory: PoolMemory, options: PoolAttachOptions = {}): BufferPool {
+  const { strategy } = memory;
+  const init = baseInit(
+    memory,
+    options.worker === undefined ? HOLDER_NONE : holderMark(options.worker),
+  );
   switch (strategy) {
     case "alloc":
       // Buffers are per-thread, so ownership is too.
@@ -184,7 +210,7 @@ export function attachPool(memory: PoolMemory, logging: PoolLogging = {}): Buffe
     case "queue-ts":
     case "local": {
       init.owners = memory.owners ? new Uint8Array(memory.owners) : null;
-      const { queue, backend } = attachQueue(memory, logging);
+      const { queue, backend } = attachQueue(memory, options);
       init.backend = backend;
       return strategy === "local"
         ? new LocalPool(init, queue, memory.local_batch)
@@ -198,6 +224,44 @@ export function attachPool(memory: PoolMemory, logging: PoolLogging = {}): Buffe
       return new LockedStackPool(init, words, guard);
     }
   }
+}
+
+/** The shared free list alone, with no cache and no checks: what reclaimWorker gives slots back to. */
+function sharedFreeList(memory: PoolMemory): SlabPool {
+  const init = baseInit(memory, HOLDER_NONE);
+  if (memory.strategy === "mutex" || memory.strategy === "spinlock") {
+    const words = lockedStackWords(memory.control);
+    const guard = memory.strategy === "mutex" ? new FutexMutex(words) : new SpinLock(words);
+    return new LockedStackPool(init, words, guard);
+  }
+  const { queue, backend } = attachQueue(memory, {});
+  init.backend = backend;
+  return new QueuePool(init, queue);
+}
+
+/**
+ * Gives back what Worker `worker` held when it died: every slot whose holder entry names it,
+ * including a `local` cache, or for `alloc` its share of the budget. Each slot comes back exactly
+ * once: its entry is cleared (compare-and-swap) before it is pushed, and a second call finds
+ * nothing. Call on the main thread after the Worker has exited and before another Worker takes its
+ * index. In checked mode the slots are marked released, so the next acquire does not mistake them
+ * for held ones. Returns how many slots came back.
+ */
+export function reclaimWorker(memory: PoolMemory, worker: number): number {
+  const mark = holderMark(worker);
+  if (memory.holders === null) return reclaimAllocBudget(memory.control, mark);
+  const holders = new Int32Array(memory.holders);
+  const owners = memory.owners ? new Uint8Array(memory.owners) : null;
+  const found = new Uint32Array(memory.slots);
+  let count = 0;
+  for (let slot = 0; slot < memory.slots; slot++) {
+    if (holders[slot] !== mark) continue;
+    if (Atomics.compareExchange(holders, slot, mark, HOLDER_NONE) !== mark) continue;
+    if (owners !== null) Atomics.store(owners, slot, OWNER_RELEASED);
+    found[count++] = slot;
+  }
+  if (count > 0) sharedFreeList(memory).releaseMany(found, count);
+  return count;
 }
 
 /** createPoolMemory + attachPool, for single-threaded use (tests, benchmarks). */

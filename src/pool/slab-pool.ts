@@ -1,9 +1,32 @@
-// What every strategy shares: the slab and its per-thread view cache, this thread's counters, and the
-// checked-mode ownership flags. Not a strategy: subclasses supply take()/give() over their free list.
+// What every strategy shares: the slab and its per-thread view cache, this thread's counters, the
+// checked-mode ownership flags, and the holder array that says which Worker holds each slot. Not a
+// strategy: subclasses supply take()/give() over their free list and keep the holder array.
 //
-// Concurrency note. The counters are plain per-thread numbers (no atomics on the hot path); `free`
-// reads the shared free list, so it is a snapshot while other threads work. Ownership flags (checked
-// mode) live in shared memory and change only by Atomics.exchange, so a slot's state is never torn.
+// The holder array (PoolMemory.holders; every strategy but `alloc`): one Int32 per slot, slot i at
+// byte 4·i, no header. 0 (HOLDER_NONE) means the slot is in the shared free list, or held by a thread
+// attached without a Worker index (the main thread, tests, benchmarks); w + 1 means Worker w holds it
+// (holderMark). A strategy writes the entry where a slot leaves or enters the shared free list: on
+// every acquire and release for `queue`, `queue-ts`, `mutex` and `spinlock`, and only on refill and
+// flush for `local`, whose cached slots count as held by their Worker. After a Worker dies, the
+// supervisor returns every slot marked with its number (index.ts reclaimWorker).
+//
+// Concurrency note.
+// - The counters are plain per-thread numbers (no atomics on the hot path); `free` reads the shared
+//   free list, so it is a snapshot while other threads work. Ownership flags (checked mode) live in
+//   shared memory and change only by Atomics.exchange, so a slot's state is never torn.
+// - Holder entries are plain stores. A slot's entry is written only by the thread that has just taken
+//   it from the free list or is about to give it back, and the free list's own atomics order those
+//   two (the giver's store happens before its push, which happens before the next taker's pop), so
+//   no two threads ever race on one entry; the supervisor reads them only after the Worker has exited.
+// - Order: the entry is written after the pop and cleared before the push. A Worker that dies in
+//   between (a terminate() between two statements; an uncaught error cannot land there) loses the
+//   slots of that one operation, at most one batch (B for `local`, the caller's count for
+//   acquireMany): they are neither free nor marked, so they stay out of use until the process
+//   restarts. The other order could hand a slot out twice; losing a few is the bounded, safe failure.
+// - A slot handed from one thread to another keeps its first holder's mark (the pool allows it; the
+//   proxy never does: a connection's slots stay in its Worker). Reclaiming after the first holder's
+//   crash would free a slot the second thread still uses, so cross-Worker hand-offs and reclamation
+//   must not be combined.
 
 import type { StrategyName } from "./strategies/names.ts";
 import {
@@ -13,6 +36,14 @@ import {
   PoolError,
   type PoolStats,
 } from "./types.ts";
+
+/** A holder entry for a slot no Worker holds (or held by a thread attached without a Worker index). */
+export const HOLDER_NONE = 0;
+
+/** The holder entry that marks a slot as held by Worker `worker` (0-based). */
+export function holderMark(worker: number): number {
+  return worker + 1;
+}
 
 /** Checked-mode ownership states of one slot. */
 export const OWNER_NEVER = 0; // never acquired since the pool was made
@@ -28,6 +59,10 @@ export interface SlabPoolInit {
   slab: SharedArrayBuffer | null;
   /** One byte per slot when checked mode is on. */
   owners: Uint8Array | null;
+  /** The shared holder array (one Int32 per slot); empty for `alloc`, which keeps per-Worker counts. */
+  holders: Int32Array;
+  /** What this thread writes into a holder entry: holderMark(worker), or HOLDER_NONE. */
+  holder: number;
 }
 
 export abstract class SlabPool implements BufferPool {
@@ -35,6 +70,9 @@ export abstract class SlabPool implements BufferPool {
   readonly backend: PoolBackend;
   readonly slots: number;
   readonly slotBytes: number;
+  /** Strategies record here which Worker holds each slot (see the file header). */
+  protected readonly holders: Int32Array;
+  protected readonly holder: number;
   private readonly slab: SharedArrayBuffer | null;
   private readonly owners: Uint8Array | null;
   private readonly views: (Uint8Array | undefined)[];
@@ -49,12 +87,15 @@ export abstract class SlabPool implements BufferPool {
     this.slotBytes = init.slotBytes;
     this.slab = init.slab;
     this.owners = init.owners;
+    this.holders = init.holders;
+    this.holder = init.holder;
     this.views = [];
   }
 
   /** A free index from the shared free list, or EXHAUSTED. */
   protected abstract take(): number;
-  /** Returns an index to the shared free list. Never fails. */
+  /** Returns an index to the shared free list. Throws POOL_FREE_LIST_FULL when the list is already
+   *  full, which only a double release can cause; never fails otherwise. */
   protected abstract give(slot: number): void;
   /** Slots in the shared free list now. */
   protected abstract sharedFree(): number;
@@ -105,8 +146,16 @@ export abstract class SlabPool implements BufferPool {
 
   releaseMany(slots: Uint32Array, count: number): void {
     for (let i = 0; i < count; i++) {
-      this.checkRange(slots[i]!);
-      if (this.owners !== null) this.markReleased(slots[i]!);
+      try {
+        this.checkRange(slots[i]!);
+        if (this.owners !== null) this.markReleased(slots[i]!);
+      } catch (error) {
+        // The ones before the bad index are marked released already: give them back rather than
+        // leak them, then report the bad one.
+        this.releasedCount += i;
+        this.giveMany(slots, i);
+        throw error;
+      }
     }
     this.releasedCount += count;
     this.giveMany(slots, count);

@@ -55,10 +55,12 @@ export interface ProxyOptions {
   config: Config;
   pool: BufferPool;
   log: Logger;
-  /** Open connections across every Worker (one Int32 in shared memory); per-thread when absent. */
+  /** Open connections across every Worker (shared memory, see admission.ts); per-thread when absent. */
   openConnections?: Int32Array;
   /** The per-client table shared by every Worker (createClientTableMemory); per-thread when absent. */
   clients?: SharedArrayBuffer;
+  /** This Worker's index, so its own connections are counted apart (admission.ts). */
+  worker?: number;
 }
 
 const CLIENT_REFUSAL_MESSAGES: Record<ClientRefusal, string> = {
@@ -97,6 +99,7 @@ export async function startProxy(options: ProxyOptions): Promise<ProxyServer> {
   const admission = new Admission(
     options.openConnections ?? new Int32Array(new SharedArrayBuffer(4)),
     config.server.connections_max,
+    options.openConnections ? options.worker : undefined,
   );
   const clients = new ClientTable(
     options.clients ?? createClientTableMemory(config.server.connections_max),

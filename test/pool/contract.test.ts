@@ -41,6 +41,59 @@ function poolErrorCode(action: () => void): string {
   return "no error";
 }
 
+/** Acquires until exhausted, with a cap, so a corrupted free list that hands out garbage forever
+ *  fails the test instead of hanging it. */
+function acquireAllCapped(pool: BufferPool): unknown[] {
+  const got: unknown[] = [];
+  for (let slot = pool.acquire(); slot !== EXHAUSTED && got.length <= 2 * SLOTS; ) {
+    got.push(slot);
+    slot = pool.acquire();
+  }
+  return got;
+}
+
+/** After misuse the pool may have lost track of a slot, but it must still hand out only real ones,
+ *  each at most once, and never count more free than it has. */
+function expectOnlyRealSlots(pool: BufferPool): void {
+  expect(pool.stats().free).toBeLessThanOrEqual(SLOTS);
+  const got = acquireAllCapped(pool);
+  const bad = got.filter(
+    (slot) => !Number.isInteger(slot) || (slot as number) < 0 || (slot as number) >= SLOTS,
+  );
+  expect({ bad, count: got.length <= SLOTS, distinct: new Set(got).size === got.length }).toEqual({
+    bad: [],
+    count: true,
+    distinct: true,
+  });
+}
+
+/** How long a misuse may take to be reported: the bounded waits are about 100 ms (native) and
+ *  about 1 s (TypeScript) for a peer stuck mid-operation; a truly full list is reported at once. */
+const MISUSE_MS_MAX = 2_000;
+
+/** Runs `misuse` and returns its PoolError code, and how long it took to be reported. */
+function misuseOutcome(misuse: () => void): { code: string; fast: boolean } {
+  const started = performance.now();
+  let code = "no error";
+  try {
+    misuse();
+  } catch (error) {
+    code = (error as PoolError).code ?? `not a PoolError: ${String(error)}`;
+  }
+  return { code, fast: performance.now() - started < MISUSE_MS_MAX };
+}
+
+/** Without checked mode only the free list's size can catch a release of a slot that is already
+ *  free; `alloc` keeps a per-thread buffer table, which tells it exactly. */
+const OVERFILL: Record<StrategyName, { twice: string; never: string }> = {
+  queue: { twice: "POOL_FREE_LIST_FULL", never: "POOL_FREE_LIST_FULL" },
+  "queue-ts": { twice: "POOL_FREE_LIST_FULL", never: "POOL_FREE_LIST_FULL" },
+  mutex: { twice: "POOL_FREE_LIST_FULL", never: "POOL_FREE_LIST_FULL" },
+  spinlock: { twice: "POOL_FREE_LIST_FULL", never: "POOL_FREE_LIST_FULL" },
+  local: { twice: "POOL_FREE_LIST_FULL", never: "POOL_FREE_LIST_FULL" },
+  alloc: { twice: "POOL_DOUBLE_RELEASE", never: "POOL_NOT_HELD" },
+};
+
 const EXPECTED_BACKEND: Record<StrategyName, PoolBackend> = {
   queue: "native",
   "queue-ts": "typescript",
@@ -160,6 +213,68 @@ describe.each(STRATEGY_NAMES)("pool strategy %s", (strategy) => {
     const fresh = makePool(strategy, true);
     expect(poolErrorCode(() => fresh.release(7))).toBe("POOL_NOT_HELD");
     expect(fresh.stats()).toMatchObject({ released: 0, free: SLOTS });
+  });
+
+  // Misuse without checked mode. The pool cannot tell which release was wrong, but the free list
+  // holds exactly `slots` indices: a release that overfills it must end in a typed error (from the
+  // release or from the flush that hands a cache back), at once, not a hang, and must not write past
+  // the end of the free list.
+  test("unchecked: a double release into a full free list is a typed error, not a hang or a bad slot", () => {
+    const pool = makePool(strategy);
+    const held = acquireAll(pool);
+    for (const slot of held) pool.release(slot);
+    const outcome = misuseOutcome(() => {
+      pool.release(held[0]!);
+      pool.flush();
+    });
+    expect(outcome).toEqual({ code: OVERFILL[strategy].twice, fast: true });
+    expectOnlyRealSlots(pool);
+  });
+
+  test("unchecked: releasing more than was acquired, one at a time or in a batch, is a typed error", () => {
+    const single = makePool(strategy);
+    expect(
+      misuseOutcome(() => {
+        single.release(7);
+        single.flush();
+      }),
+    ).toEqual({ code: OVERFILL[strategy].never, fast: true });
+    expectOnlyRealSlots(single);
+
+    const batch = makePool(strategy);
+    expect(
+      misuseOutcome(() => {
+        batch.releaseMany(Uint32Array.of(0, 1, 2, 3), 4);
+        batch.flush();
+      }),
+    ).toEqual({ code: OVERFILL[strategy].never, fast: true });
+    expectOnlyRealSlots(batch);
+
+    // A batch with more slots than this caller holds, on a pool that is partly in use.
+    const partly = makePool(strategy);
+    const out = new Uint32Array(SLOTS);
+    expect(partly.acquireMany(out, 3)).toBe(3);
+    const extra = strategy === "alloc" ? 3 : (out[0]! + 1) % SLOTS; // an index not held here
+    out.set([out[0]!, out[1]!, out[2]!, extra, extra]);
+    expect(
+      misuseOutcome(() => {
+        partly.releaseMany(out, 5);
+        partly.flush();
+      }),
+    ).toEqual({ code: OVERFILL[strategy].never, fast: true });
+    expectOnlyRealSlots(partly);
+  });
+
+  test("checked mode rejects a batch that releases a slot twice and returns the rest", () => {
+    const pool = makePool(strategy, true);
+    const out = new Uint32Array(4);
+    expect(pool.acquireMany(out, 4)).toBe(4);
+    const batch = Uint32Array.of(out[0]!, out[1]!, out[0]!);
+    expect(poolErrorCode(() => pool.releaseMany(batch, 3))).toBe("POOL_DOUBLE_RELEASE");
+    pool.releaseMany(out.subarray(2), 2);
+    pool.flush();
+    expect(pool.stats()).toMatchObject({ in_use: 0, free: SLOTS });
+    expect(acquireAll(pool).length).toBe(SLOTS);
   });
 
   test("flush keeps every slot accounted for", () => {

@@ -22,3 +22,27 @@ test("a missing native library falls back to TypeScript with one warning naming 
   );
   expect(warnings[0]).toContain(missing);
 });
+
+// A stale library (built before the last ABI or layout change) must not be called: it would run the
+// old contract on the new memory. The fixture plays one by expecting what the real library is not.
+test.each([
+  ["ABI version", "version", /its ABI version \(sp_version\) is \d+, these bindings need \d+/],
+  ["queue layout", "layout", /its queue layout differs: cells_offset 384 \(TypeScript: 512\)/],
+])(
+  "a library with another %s falls back to TypeScript with one warning naming the rebuild",
+  async (_what, mode, mismatch) => {
+    const { code, stdout, stderr } = await runBun(
+      new URL("./fixtures/stale-native.ts", import.meta.url),
+      [mode],
+    );
+    expect(code).toBe(0);
+    expect(JSON.parse(stdout)).toEqual({ backend: "typescript", slot: 0, released: 1 });
+    const warnings = stderr.split("\n").filter((line) => line.includes("WARN"));
+    expect(warnings.length).toBe(1);
+    expect(warnings[0]).toContain(
+      'native queue unavailable, pool strategy "queue" uses the TypeScript queue',
+    );
+    expect(warnings[0]).toMatch(mismatch);
+    expect(warnings[0]).toContain('rebuild it with \\"bun run build:native\\"');
+  },
+);

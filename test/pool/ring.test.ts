@@ -72,6 +72,17 @@ describe.each(backends)("%s ring", (_name, open) => {
     for (let v = 0; v < 8; v++) expect(ring.pop()).toBe(v); // the failed push changed nothing
   });
 
+  test("a batch push into a truly full ring throws POOL_FREE_LIST_FULL instead of hanging", () => {
+    const ring = open(ringStartingAt(8, 0));
+    const batch = ring.createBatch(10);
+    batch.values.set([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    expect(() => ring.pushBatch(batch, 0, 10)).toThrow(
+      /free list is full while releasing slot 8: some slot was released twice/,
+    );
+    expect(ring.length()).toBe(8);
+    for (let v = 0; v < 8; v++) expect(ring.pop()).toBe(v); // what fitted stays, in order
+  });
+
   test("batches pop what is there and push everything", () => {
     const ring = open(ringStartingAt(16, 0));
     const batch = ring.createBatch(16);

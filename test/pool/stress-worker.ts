@@ -1,5 +1,6 @@
 // One Worker of the cross-thread exactly-once stress (see stress.ts): acquires and releases slots in
-// random batches and checks ownership against an oracle of owner flags in shared memory.
+// random batches and checks ownership against an oracle of owner flags in shared memory, and that
+// the pool's holder entry of every slot it acquires names this Worker (the entries reclamation uses).
 
 import { attachPool, EXHAUSTED, type PoolMemory } from "../../src/pool/index.ts";
 import { Prng } from "../support/prng.ts";
@@ -24,8 +25,10 @@ export interface StressReport {
 declare const self: Worker;
 
 function run(job: StressJob): StressReport {
-  const pool = attachPool(job.memory);
+  const pool = attachPool(job.memory, { worker: job.worker });
   const oracle = new Int32Array(job.oracle);
+  const holders = job.memory.holders ? new Int32Array(job.memory.holders) : null;
+  const mark = job.worker + 1; // holderMark
   const base = job.memory.strategy === "alloc" ? job.worker * job.memory.slots : 0;
   const random = new Prng(job.seed);
   const held = new Uint32Array(16);
@@ -60,6 +63,9 @@ function run(job: StressJob): StressReport {
       const previous = Atomics.exchange(oracle, base + slot, 1);
       if (previous !== 0)
         violation(`worker ${job.worker} acquired slot ${slot} whose owner flag was ${previous}`);
+      const holder = holders === null ? mark : Atomics.load(holders, slot);
+      if (holder !== mark)
+        violation(`worker ${job.worker} acquired slot ${slot} whose holder entry is ${holder}`);
       const view = pool.view(slot);
       view[0] = marker;
       view[view.length - 1] = marker;

@@ -10,9 +10,11 @@
 //   pop() then checks enqueue_pos: equal to its own position means truly empty; otherwise it backs off
 //   and retries, bounded by POP_RETRY_MAX so a thread killed mid-push cannot hang every consumer.
 // - A consumer between its CAS and its store makes the ring look full to a producer. The ring holds
-//   every slot, so a real "full" is impossible for a correct caller and push() retries with backoff.
-//   After about a second it throws instead (POOL_FREE_LIST_FULL): only a double release fills the
-//   ring, and a clear crash beats a Worker hung forever in a retry loop.
+//   every slot, so a real "full" is impossible for a correct caller. push() tells the two apart as
+//   ffi/queue.zig does: when dequeue_pos confirms every cell is taken the ring is truly full (a
+//   double release) and push() throws POOL_FREE_LIST_FULL at once; otherwise it retries with
+//   backoff, and after about a second throws the same error: a clear crash beats a Worker hung
+//   forever in a retry loop. pushBatch() stops at the first value that throws; those before it stay.
 // - ABA cannot occur: a cell's sequence advances by capacity per lap, and positions are compared as
 //   signed 32-bit differences, exact while capacity <= 2^30 (QUEUE_CAPACITY_MAX is 2^28).
 
@@ -47,10 +49,13 @@ export interface SlotQueue {
   readonly backend: "native" | "typescript";
   /** A value, or -1 when the queue is empty. */
   pop(): number;
-  /** Never fails for a ring sized for every slot. */
+  /** Never fails for a ring sized for every slot unless a slot is released twice: a truly full
+   *  ring throws POOL_FREE_LIST_FULL, after a bounded wait at most. */
   push(value: number): void;
   /** Pops up to `max` values into `batch.values[offset..]`; returns how many. */
   popBatch(batch: BatchBuffer, offset: number, max: number): number;
+  /** Pushes `batch.values[offset..offset+count)`, each bounded like push(). On a full ring it throws
+   *  POOL_FREE_LIST_FULL naming the first value that did not fit; the values before it stay pushed. */
   pushBatch(batch: BatchBuffer, offset: number, count: number): void;
   /** Values in the queue now; a snapshot under concurrency. */
   length(): number;
@@ -74,6 +79,11 @@ const POP_RETRY_MAX = BACKOFF_ROUNDS_100MS;
 /** How long push() waits (about 1 s) for a preempted consumer before deciding the ring is really
  *  full, which for a ring sized for every slot means a slot was released twice. */
 const PUSH_RETRY_MAX = 10 * BACKOFF_ROUNDS_100MS;
+
+const PUSHED = 0;
+const FULL = 1;
+const BUSY = 2;
+type PushOnce = typeof PUSHED | typeof FULL | typeof BUSY;
 
 /** The error for a push into a truly full free list: a bug in the caller, never load. */
 export function freeListFull(slot: number): PoolError {
@@ -164,6 +174,12 @@ export class TsRing implements SlotQueue {
 
   /** One attempt: false when the ring looks full (only spuriously, for a ring sized for all slots). */
   tryPush(value: number): boolean {
+    return this.pushOnce(value) === PUSHED;
+  }
+
+  /** One attempt: PUSHED, FULL (dequeue_pos confirms every cell is taken) or BUSY (a consumer holds
+   *  the cell between its CAS and its sequence store: a spurious full). */
+  private pushOnce(value: number): PushOnce {
     const words = this.words;
     const mask = this.mask;
     let pos = Atomics.load(words, ENQ);
@@ -176,11 +192,14 @@ export class TsRing implements SlotQueue {
         if (seen === pos) {
           words[cell + VAL] = value;
           Atomics.store(words, cell + SEQ, (pos + 1) | 0); // publish the value to consumers
-          return true;
+          return PUSHED;
         }
         pos = seen;
       } else if (dif < 0) {
-        return false;
+        // dequeue_pos only grows, so a difference of a whole ring from our (possibly older) position
+        // means every cell was taken when we read it: truly full, not a consumer mid-pop.
+        const full = ((pos - Atomics.load(words, DEQ)) | 0) > mask;
+        return full ? FULL : BUSY;
       } else {
         pos = Atomics.load(words, ENQ);
       }
@@ -188,8 +207,10 @@ export class TsRing implements SlotQueue {
   }
 
   push(value: number): void {
-    for (let round = 0; !this.tryPush(value); round++) {
-      if (round >= PUSH_RETRY_MAX) throw freeListFull(value);
+    for (let round = 0; ; round++) {
+      const result = this.pushOnce(value);
+      if (result === PUSHED) return;
+      if (result === FULL || round >= PUSH_RETRY_MAX) throw freeListFull(value);
       backoff(round);
     }
   }

@@ -4,9 +4,14 @@
 // B at a time.
 // Not fair across threads: up to 2·B slots can sit idle in one thread's cache while another thread
 // finds the shared queue empty. flush() returns them (call it when a thread goes idle or exits).
+//
+// Holder entries (slab-pool.ts) change only at the shared-queue boundary: a refill marks the B slots
+// it pops as this Worker's, a flush clears the ones it pushes. A slot in the cache and a slot handed
+// out from it are both "held by this Worker", so a warm acquire or release writes no shared memory,
+// and a crashed Worker's cache is reclaimed with the rest of its slots.
 
 import type { BatchBuffer, SlotQueue } from "../freelist/ring.ts";
-import { SlabPool, type SlabPoolInit } from "../slab-pool.ts";
+import { HOLDER_NONE, SlabPool, type SlabPoolInit } from "../slab-pool.ts";
 import { EXHAUSTED } from "../types.ts";
 
 export class LocalPool extends SlabPool {
@@ -28,16 +33,30 @@ export class LocalPool extends SlabPool {
     if (this.count === 0) {
       this.count = this.queue.popBatch(this.cache, 0, this.batchSize);
       if (this.count === 0) return EXHAUSTED;
+      this.mark(0, this.count, this.holder);
     }
     return this.values[--this.count]!;
+  }
+
+  /** Writes `holder` into the entries of cache[from..to). */
+  private mark(from: number, to: number, holder: number): void {
+    const values = this.values;
+    const holders = this.holders;
+    for (let i = from; i < to; i++) holders[values[i]!] = holder;
   }
 
   protected give(slot: number): void {
     if (this.count === this.values.length) {
       // Full: hand the older half back so other threads can refill, keep the recent (warm) half.
-      this.queue.pushBatch(this.cache, 0, this.batchSize);
-      this.values.copyWithin(0, this.batchSize, this.count);
-      this.count -= this.batchSize;
+      // If the push throws (a full free list: a double release), the older half leaves the cache
+      // anyway, so no index stays both here and in the shared list.
+      try {
+        this.mark(0, this.batchSize, HOLDER_NONE);
+        this.queue.pushBatch(this.cache, 0, this.batchSize);
+      } finally {
+        this.values.copyWithin(0, this.batchSize, this.count);
+        this.count -= this.batchSize;
+      }
     }
     this.values[this.count++] = slot;
   }
@@ -51,7 +70,9 @@ export class LocalPool extends SlabPool {
   }
 
   override flush(): void {
-    this.queue.pushBatch(this.cache, 0, this.count);
-    this.count = 0;
+    const count = this.count;
+    this.count = 0; // first: if the push throws, nothing it already pushed stays cached too
+    this.mark(0, count, HOLDER_NONE);
+    this.queue.pushBatch(this.cache, 0, count);
   }
 }

@@ -6,9 +6,15 @@
 // Concurrency note. Every read and write of `top` and the stack happens between lock() and unlock(),
 // whose Atomics operations order them (JS memory model: data-race-free accesses get happens-before),
 // so plain reads and writes are enough inside. The lock word sits on its own line, apart from `top`.
+// The stack has room for exactly `slots` indices: a give that finds it full (only a double release
+// can) throws POOL_FREE_LIST_FULL after unlocking instead of writing past the end, where a later take
+// would read a value no one wrote.
+// Holder entries (slab-pool.ts) are written inside the lock, next to the stack write: a taker marks
+// the slot as its Worker's, a giver clears it, and the lock orders the two.
 
 import { CACHE_LINE_BYTES } from "../freelist/layout.ts";
-import { SlabPool, type SlabPoolInit } from "../slab-pool.ts";
+import { freeListFull } from "../freelist/ring.ts";
+import { HOLDER_NONE, SlabPool, type SlabPoolInit } from "../slab-pool.ts";
 import { EXHAUSTED, PoolError } from "../types.ts";
 
 export const LOCK_WORD = 0;
@@ -61,6 +67,7 @@ export class LockedStackPool extends SlabPool {
     if (top > 0) {
       slot = words[STACK_WORD + top - 1]!;
       words[TOP_WORD] = top - 1;
+      this.holders[slot] = this.holder;
     }
     this.guard.unlock();
     return slot;
@@ -70,6 +77,11 @@ export class LockedStackPool extends SlabPool {
     const words = this.words;
     this.guard.lock();
     const top = words[TOP_WORD]!;
+    if (top >= this.slots) {
+      this.guard.unlock();
+      throw freeListFull(slot);
+    }
+    this.holders[slot] = HOLDER_NONE;
     words[STACK_WORD + top] = slot;
     words[TOP_WORD] = top + 1;
     this.guard.unlock();
@@ -85,7 +97,12 @@ export class LockedStackPool extends SlabPool {
     this.guard.lock();
     const top = words[TOP_WORD]!;
     const n = Math.min(count, top);
-    for (let i = 0; i < n; i++) out[i] = words[STACK_WORD + top - 1 - i]!;
+    const holders = this.holders;
+    for (let i = 0; i < n; i++) {
+      const slot = words[STACK_WORD + top - 1 - i]!;
+      out[i] = slot;
+      holders[slot] = this.holder;
+    }
     words[TOP_WORD] = top - n;
     this.guard.unlock();
     return n;
@@ -95,8 +112,15 @@ export class LockedStackPool extends SlabPool {
     const words = this.words;
     this.guard.lock();
     const top = words[TOP_WORD]!;
-    for (let i = 0; i < count; i++) words[STACK_WORD + top + i] = slots[i]!;
-    words[TOP_WORD] = top + count;
+    const n = Math.min(count, this.slots - top); // what fits; less than count only after a double release
+    const holders = this.holders;
+    for (let i = 0; i < n; i++) {
+      const slot = slots[i]!;
+      holders[slot] = HOLDER_NONE;
+      words[STACK_WORD + top + i] = slot;
+    }
+    words[TOP_WORD] = top + n;
     this.guard.unlock();
+    if (n < count) throw freeListFull(slots[n]!);
   }
 }

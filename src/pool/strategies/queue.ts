@@ -1,9 +1,13 @@
 // Strategies `queue` and `queue-ts`: every acquire pops and every release pushes on the shared
 // lock-free queue. `queue` runs it in Zig through bun:ffi, `queue-ts` in TypeScript; the memory is
 // the same. Not a cache: see local.ts for the strategy that batches over this queue.
+//
+// Each acquire marks the slot's holder entry after the pop and each release clears it before the
+// push: one plain store per operation (slab-pool.ts says why plain, and what a crash in between
+// costs).
 
 import type { BatchBuffer, SlotQueue } from "../freelist/ring.ts";
-import { SlabPool, type SlabPoolInit } from "../slab-pool.ts";
+import { HOLDER_NONE, SlabPool, type SlabPoolInit } from "../slab-pool.ts";
 
 export class QueuePool extends SlabPool {
   private readonly queue: SlotQueue;
@@ -15,10 +19,13 @@ export class QueuePool extends SlabPool {
   }
 
   protected take(): number {
-    return this.queue.pop();
+    const slot = this.queue.pop();
+    if (slot >= 0) this.holders[slot] = this.holder;
+    return slot;
   }
 
   protected give(slot: number): void {
+    this.holders[slot] = HOLDER_NONE;
     this.queue.push(slot);
   }
 
@@ -31,14 +38,24 @@ export class QueuePool extends SlabPool {
     const batch = this.batchOf(count);
     const n = this.queue.popBatch(batch, 0, count);
     const values = batch.values;
-    for (let i = 0; i < n; i++) out[i] = values[i]!; // a loop, not set(subarray()): no allocation
+    const holders = this.holders;
+    for (let i = 0; i < n; i++) {
+      const slot = values[i]!; // a loop, not set(subarray()): no allocation
+      out[i] = slot;
+      holders[slot] = this.holder;
+    }
     return n;
   }
 
   protected override giveMany(slots: Uint32Array, count: number): void {
     const batch = this.batchOf(count);
     const values = batch.values;
-    for (let i = 0; i < count; i++) values[i] = slots[i]!;
+    const holders = this.holders;
+    for (let i = 0; i < count; i++) {
+      const slot = slots[i]!;
+      values[i] = slot;
+      holders[slot] = HOLDER_NONE;
+    }
     this.queue.pushBatch(batch, 0, count);
   }
 
