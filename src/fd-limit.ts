@@ -5,6 +5,7 @@
 // connection plus a reserve), with a warning naming the fix; past it a client is accepted and
 // closed at once (admission), which needs one descriptor for an instant, inside the reserve.
 
+import { readdirSync, readFileSync } from "node:fs";
 import { LIMITS } from "./limits.ts";
 
 /** The soft RLIMIT_NOFILE from /proc/self/limits, or null where it cannot be read. */
@@ -44,4 +45,45 @@ export function fitToFileLimit(
       `lowered to ${fits} so that accepting never runs out of descriptors; ` +
       `raise the limit (ulimit -n ${needed}, or LimitNOFILE=${needed} under systemd) or lower connections_max`,
   };
+}
+
+/** The soft RLIMIT_NOFILE, read when this module loads: reading it needs a descriptor, and the
+ *  moment it is asked for is when none is left. Null where it cannot be read. */
+const FILE_LIMIT_AT_START: number | null = (() => {
+  try {
+    const text = readFileSync("/proc/self/limits", "utf8");
+    const match = text.match(/^Max open files\s+(\d+|unlimited)\s/m);
+    return match === null || match[1] === "unlimited" ? null : Number(match[1]);
+  } catch {
+    return null;
+  }
+})();
+
+const EXHAUSTED_CHECK_MS = 100;
+let checkedAt = Number.NEGATIVE_INFINITY;
+let exhausted = false;
+
+/**
+ * Whether this process has (nearly) run out of descriptors. Bun 1.4.5 reports a connect that
+ * failed with EMFILE as ECONNREFUSED, so a refused dial asks this to tell the two apart. Counting
+ * /proc/self/fd costs up to a few ms with thousands open, so the answer is reused for 100 ms:
+ * a storm of refused dials costs one count per 100 ms. `count` and `limit` are for tests.
+ */
+export function descriptorsExhausted(
+  count: () => number = () => readdirSync("/proc/self/fd").length,
+  limit: number | null = FILE_LIMIT_AT_START,
+  now: number = performance.now(),
+): boolean {
+  if (limit === null) return false;
+  if (now - checkedAt < EXHAUSTED_CHECK_MS) return exhausted;
+  checkedAt = now;
+  try {
+    exhausted = count() >= limit - 1; // a dial needs one more: none (or one, read by readdir) left
+  } catch (error) {
+    // Listing /proc/self/fd needs a descriptor itself: failing for lack of one is the answer.
+    const code = (error as { code?: string }).code;
+    if (code !== "EMFILE" && code !== "ENFILE") throw error;
+    exhausted = true;
+  }
+  return exhausted;
 }

@@ -5,7 +5,12 @@
 import { describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { AssertionError, assert } from "../src/assert.ts";
-import { connectionsForFileLimit, fitToFileLimit, openFileLimit } from "../src/fd-limit.ts";
+import {
+  connectionsForFileLimit,
+  descriptorsExhausted,
+  fitToFileLimit,
+  openFileLimit,
+} from "../src/fd-limit.ts";
 import { LIMIT_INVARIANTS, LIMITS } from "../src/limits.ts";
 import { QUEUE_CAPACITY_MAX, QUEUE_CAPACITY_MIN } from "../src/pool/freelist/layout.ts";
 import { validatePoolOptions } from "../src/pool/index.ts";
@@ -168,4 +173,42 @@ test("a proxy out of file descriptors keeps running and serves again once they f
     proxy.kill("SIGTERM");
     expect(await proxy.exited).toBe(0);
   }
+}, 30_000);
+
+test("a refused dial is told from a lack of descriptors by counting them, at most every 100 ms", () => {
+  let counted = 0;
+  const count = (open: number) => () => {
+    counted++;
+    return open;
+  };
+  expect(descriptorsExhausted(count(1023), 1024, 1_000)).toBe(true); // one left: a dial needs it
+  expect(descriptorsExhausted(count(10), 1024, 1_050)).toBe(true); // reused within 100 ms
+  expect(counted).toBe(1);
+  expect(descriptorsExhausted(count(10), 1024, 1_200)).toBe(false);
+  expect(descriptorsExhausted(count(10), null, 5_000)).toBe(false); // no limit known
+  expect(counted).toBe(2);
+});
+
+test("a dial that fails for lack of descriptors answers 01 and logs EMFILE, not 05 and ECONNREFUSED", async () => {
+  const child = Bun.spawn(["bash", "-c", "ulimit -n 48 && exec bun test/fixtures/emfile-dial.ts"], {
+    cwd: new URL("..", import.meta.url).pathname,
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  const [out, err, code] = await Promise.all([
+    new Response(child.stdout).text(),
+    new Response(child.stderr).text(),
+    child.exited,
+  ]);
+  expect({ code, err }).toEqual({ code: 0, err: "" });
+  const result = JSON.parse(out) as {
+    reply: number[];
+    held: number;
+    line: Record<string, unknown>;
+    code: string;
+  };
+  expect(result.held).toBeGreaterThan(0); // the fixture did run out of descriptors
+  expect(result.reply).toEqual([0x05, 0x01]);
+  expect(result.line).toMatchObject({ outcome: "limit", reply: 0x01 });
+  expect(result.code).toBe("EMFILE"); // the "upstream unreachable" line; Bun said ECONNREFUSED
 }, 30_000);

@@ -19,6 +19,8 @@
 // - link-local IPv6 without a scope (fe80::1):  code "EINVAL" → 01.
 // - a hostname containing NUL:                   code "ERR_INVALID_ARG_TYPE" → 01 (the request
 //   decoder already refuses such names).
+// - out of descriptors (EMFILE): Bun.connect reports it as "ECONNREFUSED" too; the proxy tells the
+//   two apart by its own descriptor count (src/fd-limit.ts) and reports "EMFILE" → 01.
 // - Bun.connect has no connect timeout of its own. The proxy's connect timer reports "ETIMEDOUT",
 //   the code the kernel uses when its SYN retries run out.
 //
@@ -74,6 +76,7 @@ const REFUSED: Failure = { reply: Reply.CONNECTION_REFUSED, outcome: "refused" }
 const TIMEOUT: Failure = { reply: Reply.TTL_EXPIRED, outcome: "timeout" };
 const HOST: Failure = { reply: Reply.HOST_UNREACHABLE, outcome: "unreachable" };
 const NETWORK: Failure = { reply: Reply.NETWORK_UNREACHABLE, outcome: "unreachable" };
+const OUT_OF_DESCRIPTORS: Failure = { reply: Reply.GENERAL_FAILURE, outcome: "limit" };
 
 /** The decoders' errors. `reply` null: the peer does not speak the protocol, any answer is noise. */
 const protocolFailures: Readonly<Record<ProtocolErrorCode, Failure>> = {
@@ -114,6 +117,9 @@ const dialFailures: ReadonlyMap<string, Failure> = new Map([
   ["EAI_NODATA", HOST],
   ["ENETUNREACH", NETWORK],
   ["ENETDOWN", NETWORK],
+  // the proxy itself is out of descriptors: not the destination's fault, so 01, logged as a limit
+  ["EMFILE", OUT_OF_DESCRIPTORS],
+  ["ENFILE", OUT_OF_DESCRIPTORS],
 ]);
 
 /** A failed dial, by its error code (unknown or undefined → 01, outcome "error"). */

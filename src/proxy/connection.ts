@@ -24,6 +24,7 @@
 
 import type { Socket, SocketHandler } from "bun";
 import type { Config } from "../config/schema.ts";
+import { descriptorsExhausted } from "../fd-limit.ts";
 import type { Logger } from "../log.ts";
 import type { AccessPolicy } from "../policy/access.ts";
 import type { BufferPool } from "../pool/index.ts";
@@ -223,7 +224,7 @@ export class Connection implements PipeOwner {
       }
       upstream = await connectAny(addresses, request.port, this, upstreamEvents, abandoned);
     } catch (error) {
-      if (!abandoned()) this.dialFailed(error instanceof DialError ? error.code : undefined);
+      if (!abandoned()) this.dialFailed(dialErrorCode(error));
       return;
     }
     if (upstream !== null) this.relay(upstream);
@@ -447,6 +448,13 @@ const upstreamEvents: SocketHandler<Connection> = {
   close: (socket, error) => (error ? socket.data.failed(error) : socket.data.onUpstreamClosed()),
   error: (socket, error) => socket.data.failed(error),
 };
+
+/** The code of a failed dial. Bun reports a connect that failed for lack of descriptors as
+ *  ECONNREFUSED; when this process is out of them, it is EMFILE (answered 01, not 05). */
+function dialErrorCode(error: unknown): string | undefined {
+  const code = error instanceof DialError ? error.code : undefined;
+  return code === "ECONNREFUSED" && descriptorsExhausted() ? "EMFILE" : code;
+}
 
 /** `host:port` of the peer; a client that reset before `open` may have no address in Bun 1.4.5. */
 function peerAddress(socket: Socket<unknown>): string {

@@ -57,6 +57,8 @@ describe("the failure table: reply byte and log outcome together", () => {
     ["ENETUNREACH", 0x03, "unreachable"],
     ["DNS_ETIMEOUT", 0x01, "error"],
     ["ECONNRESET", 0x01, "error"],
+    ["EMFILE", 0x01, "limit"], // the proxy is out of descriptors, not the destination's fault
+    ["ENFILE", 0x01, "limit"],
   ] as const)("dial %s → %i, %s", (code, reply, outcome) => {
     expect(dialFailure(code)).toEqual({ reply, outcome });
   });
