@@ -18,6 +18,9 @@
 // slots are reclaimed by a rebuild when used + deleted passes three quarters. If the table is
 // full of live entries, a new client is admitted untracked (fail open) and the refusal counters
 // say so: the global connections_max still holds.
+//
+// A little over 300 lines on purpose: the layout, the lock, the probing and the rebuild share one
+// set of offsets, and split across files the layout would be stated twice.
 
 import { FutexMutex } from "../pool/strategies/mutex.ts";
 import { type IPLiteral, parseIPLiteral } from "../protocol/ip.ts";

@@ -18,9 +18,9 @@
 //                                                            reset, refusal, shutdown)
 //
 // Failures before the relay are answered and named by the one table in src/protocol/failures.ts.
-// Longer than most files here on purpose: the whole path of a connection, in the order it runs, is
-// one read from top to bottom; the parts with a job of their own (codecs, relay, dial, admission)
-// are already elsewhere.
+// Longer than most files here (about 475 lines) on purpose: the whole path of a connection, in the
+// order it runs, is one read from top to bottom; the parts with a job of their own (codecs, access
+// rules, relay, dial, admission, per-client counts) are already elsewhere.
 
 import type { Socket, SocketHandler } from "bun";
 import type { Config } from "../config/schema.ts";
