@@ -8,7 +8,7 @@ import { loadConfig } from "./config/load.ts";
 import { workerCount } from "./config/schema.ts";
 import { fitToFileLimit, openFileLimit } from "./fd-limit.ts";
 import { createLogger } from "./log.ts";
-import { createPoolMemory } from "./pool/index.ts";
+import { attachPool, createPoolMemory } from "./pool/index.ts";
 import { assertAddressesFree } from "./port-probe.ts";
 import { formatHostPort } from "./protocol/host-port.ts";
 import { Supervisor } from "./supervisor.ts";
@@ -104,8 +104,28 @@ async function stop(signal: string): Promise<void> {
     grace_ms: graceMs,
   });
   await supervisor.stop(graceMs);
-  log.info("stopped");
+  // Read once every Worker has stopped and flushed its cache, so a slot not free now was lost and a
+  // place still counted under connections_max was never given back (the soak checks both).
+  const pool = attachPool(memory).stats();
+  log.info("stopped", {
+    open_connections: supervisor.openConnectionCount(),
+    pool_slots: pool.slots,
+    pool_free: pool.free,
+  });
   process.exit(0);
 }
 process.on("SIGTERM", () => void stop("SIGTERM"));
 process.on("SIGINT", () => void stop("SIGINT"));
+
+// Fault injection for the soak (test/soak/soak.ts), off unless SOCKPOOL_FAULT_INJECTION=1: then
+// SIGUSR2 makes Worker 0 die of an uncaught error and the supervisor restarts it as after any crash.
+// Without the variable no handler is installed, and SIGUSR2 keeps its default action: Bun, like
+// Node, then ends the process (exit 140, "User defined signal 2").
+if (process.env.SOCKPOOL_FAULT_INJECTION === "1") {
+  log.warn("fault injection enabled: SIGUSR2 crashes worker 0", {
+    env: "SOCKPOOL_FAULT_INJECTION",
+  });
+  process.on("SIGUSR2", () => {
+    log.warn("fault injection: crashing worker 0", { sent: supervisor.injectCrash(0) });
+  });
+}

@@ -16,7 +16,9 @@ export type ToWorker =
       /** The per-client table (src/proxy/clients.ts), shared by every Worker. */
       clients: SharedArrayBuffer;
     }
-  | { type: "shutdown"; graceMs: number };
+  | { type: "shutdown"; graceMs: number }
+  // Fault injection only (SOCKPOOL_FAULT_INJECTION=1, see main.ts): die of an uncaught error.
+  | { type: "crash" };
 
 export type FromWorker =
   | { type: "ready"; index: number; listeners: ListenerInfo[]; backend: PoolBackend }

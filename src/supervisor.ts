@@ -137,6 +137,15 @@ export class Supervisor {
     );
   }
 
+  /** Fault injection only (main.ts wires it to SIGUSR2 under SOCKPOOL_FAULT_INJECTION=1): asks
+   *  Worker `index` to die of an uncaught error. False when that Worker is not running. */
+  injectCrash(index: number): boolean {
+    const worker = this.slots[index]?.worker;
+    if (!worker) return false;
+    this.send(worker, { type: "crash" });
+    return true;
+  }
+
   private send(worker: Worker, message: ToWorker): void {
     worker.postMessage(message);
   }

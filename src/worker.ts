@@ -47,8 +47,19 @@ async function shutdown(graceMs: number): Promise<void> {
   post({ type: "stopped", index, stats: closing.stats() });
 }
 
+/** Fault injection (the soak, test/soak/soak.ts): dies the way a bug would, by an uncaught error
+ *  outside any handler, so the supervisor's real crash path runs. Refused unless the process runs
+ *  with SOCKPOOL_FAULT_INJECTION=1, whoever sent the message. */
+function injectedCrash(): void {
+  if (process.env.SOCKPOOL_FAULT_INJECTION !== "1") return;
+  setTimeout(() => {
+    throw new Error("injected crash (SOCKPOOL_FAULT_INJECTION=1, SIGUSR2)");
+  }, 0);
+}
+
 self.onmessage = (event: MessageEvent<ToWorker>) => {
   const message = event.data;
   if (message.type === "start") void start(message);
+  else if (message.type === "crash") injectedCrash();
   else void shutdown(message.graceMs);
 };

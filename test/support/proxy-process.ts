@@ -52,9 +52,10 @@ async function pumpLines(stream: ReadableStream<Uint8Array>, onLine: (line: stri
 }
 
 /** Starts `bun src/main.ts ...args` from the repository root, piped and tracked for cleanup. */
-function spawnMain(args: string[]) {
+function spawnMain(args: string[], env: Record<string, string> = {}) {
   const child = Bun.spawn([process.execPath, "src/main.ts", ...args], {
     cwd: REPO_ROOT,
+    env: { ...process.env, ...env },
     stdin: "ignore",
     stdout: "pipe",
     stderr: "pipe",
@@ -63,24 +64,47 @@ function spawnMain(args: string[]) {
   return child;
 }
 
+export interface SpawnProxyOptions {
+  /** How long start-up may take before the child is killed and the call fails. */
+  readyMs?: number;
+  /** Added to the child's environment. */
+  env?: Record<string, string>;
+  /** Sees every parsed JSON line as it arrives, kept or not. */
+  onRecord?: (record: LogRecord) => void;
+  /** Which parsed lines `logs` and `stderrLines` keep (default: all). A long run (the soak) keeps
+   *  only the few it reads later, so memory does not grow with every connection line. */
+  keep?: (record: LogRecord) => boolean;
+}
+
 /**
  * Starts `bun src/main.ts --log-format json ...args` and resolves when it logs `ready`, with the
  * addresses from its `listening` lines. Fails with its stderr when it exits first.
  */
-export async function spawnProxy(args: string[], readyMs = 20_000): Promise<SpawnedProxy> {
-  const child = spawnMain(["--log-format", "json", ...args]);
+export async function spawnProxy(
+  args: string[],
+  options: SpawnProxyOptions = {},
+): Promise<SpawnedProxy> {
+  const { readyMs = 20_000, env = {}, onRecord, keep } = options;
+  const child = spawnMain(["--log-format", "json", ...args], env);
   void child.exited.then(() => children.delete(child));
   const logs: LogRecord[] = [];
   const stderrLines: string[] = [];
   const stdoutDone = new Response(child.stdout).text();
   const stderrDone = pumpLines(child.stderr, (line) => {
-    stderrLines.push(line);
-    if (!line.startsWith("{")) return;
-    try {
-      logs.push(JSON.parse(line) as LogRecord);
-    } catch {
-      // a partial or non-JSON line; kept in stderrLines
+    let record: LogRecord | null = null;
+    if (line.startsWith("{")) {
+      try {
+        record = JSON.parse(line) as LogRecord;
+      } catch {
+        // a partial or non-JSON line; kept in stderrLines
+      }
     }
+    if (record !== null) onRecord?.(record);
+    // Start-up lines are always kept: readiness and the listening addresses are read from them.
+    const startUp = record?.msg === "ready" || record?.msg === "listening";
+    if (record !== null && keep && !startUp && !keep(record)) return;
+    stderrLines.push(line);
+    if (record !== null) logs.push(record);
   });
   const ready = (async () => {
     const started = performance.now();
