@@ -275,6 +275,13 @@ export class Connection implements PipeOwner {
     this.down.drain(); // anything the upstream said before we were ready
   }
 
+  /** A write found a sink closed under us. Bun reports such a peer's reset as write() −1, then a
+   *  FIN and a clean close, so without this the other side would get a FIN for a cut-off stream:
+   *  it is a reset, and passed on as one. */
+  pipeBroken(): void {
+    this.close("reset");
+  }
+
   /** One direction has passed its FIN on: the other gets fin_timeout_ms to finish. */
   pipeFinished(): void {
     if (!this.closeIfDone())

@@ -10,6 +10,8 @@
 //                 once empty → resume the source, or pass on a FIN that was waiting behind the bytes
 //   end():        FIN from the source → sink.shutdown() once the backlog is empty, and the opposite
 //                 Pipe keeps flowing (half-close); the owner closes both sockets when both Pipes are done
+//   write() −1:   the sink's peer is gone (a reset that a write found: Bun then reports a FIN and
+//                 a clean close, not the reset) → the owner is told, and resets the other side
 //
 // Bun's write() keeps no copy of what it does not accept, so the unsent tail is ours to hold; Bun's
 // pause()/resume() each fire a drain, so drain() must be idempotent (it is: it only acts on state).
@@ -24,9 +26,11 @@ export interface PipeSocket extends Sink {
   shutdown(halfClose?: boolean): void;
 }
 
-/** Told when a Pipe has delivered its FIN (or can deliver nothing more). */
+/** Told when a Pipe has delivered its FIN, or found its sink gone. */
 export interface PipeOwner {
   pipeFinished(pipe: Pipe): void;
+  /** A write found the sink closed under us: its peer reset, however Bun reports it after. */
+  pipeBroken(pipe: Pipe): void;
 }
 
 export class Pipe {
@@ -62,13 +66,19 @@ export class Pipe {
       return;
     }
     const written = this.sink.write(chunk);
-    if (written < chunk.length) this.hold(chunk, Math.max(written, 0)); // -1: closed; close() cleans up
+    if (written < 0)
+      this.owner.pipeBroken(this); // the owner closes both; nothing to hold
+    else if (written < chunk.length) this.hold(chunk, written);
   }
 
   /** The sink can take more (or has just connected). */
   drain(): void {
     if (this.sink === null || this.sinkDone) return;
-    if (!this.backlog.empty && this.backlog.flushTo(this.sink) !== "empty") return;
+    if (!this.backlog.empty) {
+      const flushed = this.backlog.flushTo(this.sink);
+      if (flushed === "closed") this.owner.pipeBroken(this);
+      if (flushed !== "empty") return;
+    }
     if (this.sourceDone) {
       this.finish();
     } else if (this.paused) {

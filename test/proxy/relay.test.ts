@@ -102,8 +102,12 @@ describe.each(STRATEGY_NAMES)("backlog over the %s pool", (strategy) => {
 describe("pipe", () => {
   const owner = {
     finished: 0,
+    broken: 0,
     pipeFinished() {
       this.finished++;
+    },
+    pipeBroken() {
+      this.broken++;
     },
   };
 
@@ -117,10 +121,28 @@ describe("pipe", () => {
     const source = new ScriptedSocket();
     const sink = new ScriptedSocket(room);
     owner.finished = 0;
+    owner.broken = 0;
     const pipe = new Pipe(pool, 4 * SLOT_BYTES, owner);
     pipe.connect(source, sink);
     return { pool, source, sink, pipe };
   }
+
+  test("a write that finds the sink closed tells the owner at once (a reset, not a FIN)", () => {
+    const { pool, sink, pipe } = setup(Number.POSITIVE_INFINITY);
+    sink.closed = true;
+    pipe.data(bytes(3000, 7));
+    expect(owner.broken).toBe(1);
+    expect(pool.stats().in_use).toBe(0); // nothing held for a sink that is gone
+  });
+
+  test("a flush that finds the sink closed tells the owner too", () => {
+    const { sink, pipe } = setup(1000);
+    pipe.data(bytes(3000, 8)); // 2000 bytes wait in the backlog
+    sink.closed = true;
+    pipe.drain();
+    expect(owner.broken).toBe(1);
+    pipe.dispose();
+  });
 
   test("writes straight through while the sink accepts, with no slot used", () => {
     const { pool, source, sink, pipe } = setup(Number.POSITIVE_INFINITY);
