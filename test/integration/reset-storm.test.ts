@@ -3,11 +3,10 @@
 // used to throw after the open count was taken, and the count was never given back.
 
 import { afterAll, expect, test } from "bun:test";
-import { join } from "node:path";
 import { cleanup } from "../support/cleanup.ts";
 import { startTestProxy } from "../support/proxy.ts";
-import { REPO_ROOT } from "../support/proxy-process.ts";
 import { echoThrough } from "../support/socks-client.ts";
+import { spawnResetStorm, stormResult } from "../support/storm.ts";
 import { startEcho } from "../support/targets.ts";
 import { waitFor } from "../support/wait.ts";
 
@@ -17,21 +16,7 @@ const CONNECTIONS_MAX = 20;
 const STORM_CLIENTS = 400; // 25 were enough to lock out the old code
 
 async function storm(port: number): Promise<void> {
-  const child = Bun.spawn(
-    [
-      "python3",
-      join(REPO_ROOT, "test/fixtures/reset-storm.py"),
-      String(port),
-      String(STORM_CLIENTS),
-    ],
-    { stdout: "pipe", stderr: "pipe" },
-  );
-  const [code, out, err] = await Promise.all([
-    child.exited,
-    new Response(child.stdout).text(),
-    new Response(child.stderr).text(),
-  ]);
-  expect({ code, out: out.trim(), err }).toEqual({
+  expect(await stormResult(spawnResetStorm(port, STORM_CLIENTS))).toEqual({
     code: 0,
     out: `done ${STORM_CLIENTS}`,
     err: "",

@@ -1,4 +1,5 @@
 #!/usr/bin/env bun
+
 // The fault soak: the real proxy (bun src/main.ts, 2 Workers, --pool-checked) under a seeded mix
 // of checked transfers and faults for a bounded time, one Worker crash midway, then its invariants:
 // descriptors, slots, open connections, peak RSS, checksums, restarts. It stops by itself and
@@ -7,7 +8,6 @@
 //   bun run soak [-- --seconds N] [--clients N] [--no-crash] [--pool-strategy NAME] [--json FILE]
 //   SOCKPOOL_TEST_SEED=N replays a run's choices (the seed is printed first).
 
-import type { Subprocess } from "bun";
 import {
   mkdtempSync,
   readdirSync,
@@ -18,13 +18,15 @@ import {
 } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import type { Subprocess } from "bun";
 import { closeOpenConns } from "../support/conn.ts";
 import { Prng } from "../support/prng.ts";
 import type { LogRecord } from "../support/proxy.ts";
-import { killChildren, REPO_ROOT, spawnProxy } from "../support/proxy-process.ts";
+import { killChildren, spawnProxy } from "../support/proxy-process.ts";
 import { testSeed } from "../support/seed.ts";
+import { spawnResetStorm, stormResult } from "../support/storm.ts";
 import { refusedPort } from "../support/targets.ts";
-import { waitFor, withDeadline } from "../support/wait.ts";
+import { waitFor } from "../support/wait.ts";
 import {
   pickScenario,
   runScenario,
@@ -223,19 +225,11 @@ for (const signal of ["SIGINT", "SIGTERM"] as const) {
 }
 
 async function storm(port: number): Promise<boolean> {
-  const child = Bun.spawn(
-    [
-      "python3",
-      join(REPO_ROOT, "test/fixtures/reset-storm.py"),
-      String(port),
-      String(STORM_CLIENTS),
-    ],
-    { stdout: "pipe", stderr: "pipe" },
-  );
+  const child = spawnResetStorm(port, STORM_CLIENTS);
   pythonChildren.add(child);
   try {
-    const out = await withDeadline(new Response(child.stdout).text(), 30_000, "a reset storm");
-    return (await child.exited) === 0 && out.trim() === `done ${STORM_CLIENTS}`;
+    const { code, out } = await stormResult(child);
+    return code === 0 && out === `done ${STORM_CLIENTS}`;
   } catch {
     child.kill("SIGKILL");
     return false;
