@@ -8,19 +8,26 @@
 import { readdirSync, readFileSync } from "node:fs";
 import { LIMITS } from "./limits.ts";
 
-/** The soft RLIMIT_NOFILE from /proc/self/limits, or null where it cannot be read. */
-export async function openFileLimit(limitsText?: string): Promise<number | null> {
-  let text = limitsText;
-  if (text === undefined) {
-    try {
-      text = await Bun.file("/proc/self/limits").text();
-    } catch {
-      return null;
-    }
-  }
-  const match = text.match(/^Max open files\s+(\d+|unlimited)\s/m);
+/** The soft RLIMIT_NOFILE in the text of /proc/self/limits (Infinity for "unlimited"), or null. */
+export function parseOpenFileLimit(limitsText: string): number | null {
+  const match = limitsText.match(/^Max open files\s+(\d+|unlimited)\s/m);
   if (!match) return null;
   return match[1] === "unlimited" ? Number.POSITIVE_INFINITY : Number(match[1]);
+}
+
+/** The soft RLIMIT_NOFILE, read once when this module loads: reading it needs a descriptor, and
+ *  the moment a failing dial asks for it is when none is left. Null where it cannot be read. */
+const FILE_LIMIT_AT_START: number | null = (() => {
+  try {
+    return parseOpenFileLimit(readFileSync("/proc/self/limits", "utf8"));
+  } catch {
+    return null;
+  }
+})();
+
+/** This process's soft open-file limit, as read at start; null where it cannot be read. */
+export function openFileLimit(): number | null {
+  return FILE_LIMIT_AT_START;
 }
 
 /** The open connections the descriptor limit can hold (at least 1); Infinity when unknown. */
@@ -47,18 +54,6 @@ export function fitToFileLimit(
   };
 }
 
-/** The soft RLIMIT_NOFILE, read when this module loads: reading it needs a descriptor, and the
- *  moment it is asked for is when none is left. Null where it cannot be read. */
-const FILE_LIMIT_AT_START: number | null = (() => {
-  try {
-    const text = readFileSync("/proc/self/limits", "utf8");
-    const match = text.match(/^Max open files\s+(\d+|unlimited)\s/m);
-    return match === null || match[1] === "unlimited" ? null : Number(match[1]);
-  } catch {
-    return null;
-  }
-})();
-
 const EXHAUSTED_CHECK_MS = 100;
 let checkedAt = Number.NEGATIVE_INFINITY;
 let exhausted = false;
@@ -74,7 +69,7 @@ export function descriptorsExhausted(
   limit: number | null = FILE_LIMIT_AT_START,
   now: number = performance.now(),
 ): boolean {
-  if (limit === null) return false;
+  if (limit === null || limit === Number.POSITIVE_INFINITY) return false;
   if (now - checkedAt < EXHAUSTED_CHECK_MS) return exhausted;
   checkedAt = now;
   try {

@@ -33,7 +33,7 @@ switch (result.kind) {
     process.exit(CONFIG_EXIT_CODE);
 }
 
-const fitted = fitToFileLimit(result.config.server.connections_max, await openFileLimit());
+const fitted = fitToFileLimit(result.config.server.connections_max, openFileLimit());
 const config =
   fitted === null
     ? result.config
