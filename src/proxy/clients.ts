@@ -66,6 +66,8 @@ export class ClientTable {
   /** Refusals on this thread, by reason, and clients admitted untracked (table full). */
   readonly refused = { client_connections: 0, client_rate: 0, client_blocked: 0 };
   untracked = 0;
+  /** Whether any limit can act; when none can, admit() and release() are never needed. */
+  readonly enabled: boolean;
   private readonly limits: ClientLimits;
   private readonly capacity: number;
   private readonly times: Float64Array;
@@ -75,8 +77,22 @@ export class ClientTable {
   private readonly now: () => number;
   private readonly key = new Uint32Array(4); // scratch: the address being looked up
 
-  constructor(memory: SharedArrayBuffer, limits: ClientLimits, now: () => number = Date.now) {
+  /**
+   * `loginsChecked`: whether any client here can fail a login (SOCKS5 with a password). Without
+   * logins a failed-login block can never be set, so with no other limit on the table is off and
+   * accept() never takes its lock.
+   */
+  constructor(
+    memory: SharedArrayBuffer,
+    limits: ClientLimits,
+    now: () => number = Date.now,
+    loginsChecked = true,
+  ) {
     this.limits = limits;
+    this.enabled =
+      limits.connections_max > 0 ||
+      limits.new_per_second > 0 ||
+      (limits.auth_failures_max > 0 && loginsChecked);
     this.capacity = (memory.byteLength - HEADER_WORDS * 4) / ENTRY_BYTES;
     if (!Number.isInteger(this.capacity) || (this.capacity & (this.capacity - 1)) !== 0) {
       throw new Error(`assert: a client table of ${memory.byteLength} bytes has a whole capacity`);
@@ -87,12 +103,6 @@ export class ClientTable {
     this.words = new Int32Array(memory, wordsAt, HEADER_WORDS + this.capacity * WORDS_PER_ENTRY);
     this.lock = new FutexMutex(this.words); // the lock is words[0] (LOCK_WORD)
     this.now = now;
-  }
-
-  /** Whether any limit is on; when none is, accept() and release() are never needed. */
-  get enabled(): boolean {
-    const { connections_max, new_per_second, auth_failures_max } = this.limits;
-    return connections_max > 0 || new_per_second > 0 || auth_failures_max > 0;
   }
 
   /** Takes a place for a new connection from `host`, or says why not. Null: admitted (untracked

@@ -104,6 +104,8 @@ export async function startProxy(options: ProxyOptions): Promise<ProxyServer> {
   const clients = new ClientTable(
     options.clients ?? createClientTableMemory(config.server.connections_max),
     config.clients,
+    Date.now,
+    config.socks.enabled && config.socks.auth === "password",
   );
   const connections = new Set<Connection>();
   const clock: Clock = { now: performance.now() };

@@ -98,3 +98,14 @@ test("a table full of live clients admits more untracked (fail open), and says s
   expect(a.untracked).toBe(1);
   expect(a.admit("10.9.9.10")).toBe("client_connections");
 });
+
+test("with nothing that can act, the table is off: no lock on accept for a proxy without logins", () => {
+  const memory = createClientTableMemory(100);
+  const throttleOnly = { ...OFF, auth_failures_max: 10 };
+  expect(new ClientTable(memory, throttleOnly, Date.now, false).enabled).toBe(false);
+  expect(new ClientTable(memory, throttleOnly, Date.now, true).enabled).toBe(true);
+  expect(new ClientTable(memory, { ...OFF, connections_max: 5 }, Date.now, false).enabled).toBe(
+    true,
+  );
+  expect(new ClientTable(memory, OFF, Date.now, true).enabled).toBe(false);
+});
