@@ -4,6 +4,18 @@
 import { expect, test } from "bun:test";
 import { runBun } from "../support/spawn.ts";
 
+/** The fixture ran on the TypeScript queue and said so in exactly one warning, returned. */
+function fellBack({ code, stdout, stderr }: { code: number; stdout: string; stderr: string }) {
+  expect(code).toBe(0);
+  expect(JSON.parse(stdout)).toEqual({ backend: "typescript", slot: 0, released: 1 });
+  const warnings = stderr.split("\n").filter((line) => line.includes("WARN"));
+  expect(warnings.length).toBe(1);
+  expect(warnings[0]).toContain(
+    'native queue unavailable, pool strategy "queue" uses the TypeScript queue',
+  );
+  return warnings[0]!;
+}
+
 test("a missing native library falls back to TypeScript with one warning naming the reason", async () => {
   const missing = "/nonexistent/libsockpool.so";
   const { code, stdout, stderr } = await runBun(
@@ -13,14 +25,7 @@ test("a missing native library falls back to TypeScript with one warning naming 
       SOCKPOOL_NATIVE_LIB: missing,
     },
   );
-  expect(code).toBe(0);
-  expect(JSON.parse(stdout)).toEqual({ backend: "typescript", slot: 0, released: 1 });
-  const warnings = stderr.split("\n").filter((line) => line.includes("WARN"));
-  expect(warnings.length).toBe(1);
-  expect(warnings[0]).toContain(
-    'native queue unavailable, pool strategy "queue" uses the TypeScript queue',
-  );
-  expect(warnings[0]).toContain(missing);
+  expect(fellBack({ code, stdout, stderr })).toContain(missing);
 });
 
 // A stale library (built before the last ABI or layout change) must not be called: it would run the
@@ -35,14 +40,8 @@ test.each([
       new URL("./fixtures/stale-native.ts", import.meta.url),
       [mode],
     );
-    expect(code).toBe(0);
-    expect(JSON.parse(stdout)).toEqual({ backend: "typescript", slot: 0, released: 1 });
-    const warnings = stderr.split("\n").filter((line) => line.includes("WARN"));
-    expect(warnings.length).toBe(1);
-    expect(warnings[0]).toContain(
-      'native queue unavailable, pool strategy "queue" uses the TypeScript queue',
-    );
-    expect(warnings[0]).toMatch(mismatch);
-    expect(warnings[0]).toContain('rebuild it with \\"bun run build:native\\"');
+    const warning = fellBack({ code, stdout, stderr });
+    expect(warning).toMatch(mismatch);
+    expect(warning).toContain('rebuild it with \\"bun run build:native\\"');
   },
 );
