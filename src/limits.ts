@@ -86,6 +86,17 @@ export const LIMITS = {
   client_new_per_second_max: 1_000_000,
   auth_failures_max: 1_000,
 
+  // ── upstream warm-connection pool ([server.pool]) ──
+  /** Idle upstream connections the pool may hold, all Workers together: each is a descriptor. */
+  upstream_idle_max: 65_536,
+  /** idle_timeout_secs' ceiling: a pooled connection older than a day is not warm. */
+  upstream_idle_timeout_secs_max: 86_400,
+
+  // ── admin API ──
+  /** A bearer token shorter than this is guessable; longer is a config mistake. */
+  admin_token_bytes_min: 16,
+  admin_token_bytes_max: 256,
+
   // ── timeouts ──
   timeout_ms_max: TIMEOUT_MS_MAX,
   timeouts: {
@@ -163,6 +174,14 @@ export const LIMIT_INVARIANTS: readonly (readonly [name: string, holds: boolean]
     "every timeout fits setTimeout",
     L.timeout_ms_max <= SET_TIMEOUT_MS_MAX &&
       Object.values(L.timeouts).every((range) => range.max_ms <= SET_TIMEOUT_MS_MAX),
+  ],
+  [
+    "an idle upstream connection fits under the descriptor budget of the largest config",
+    L.upstream_idle_max <= L.connections_max * L.fds_per_connection,
+  ],
+  [
+    "upstream idle_timeout_secs fits the timeout ceiling",
+    L.upstream_idle_timeout_secs_max * 1000 <= L.timeout_ms_max,
   ],
   [
     "the sweep range is ordered and below every timeout's ceiling",

@@ -14,7 +14,8 @@ import { isTable } from "./fields.ts";
 /** The environment variable naming the config file when --config is not given. */
 export const CONFIG_ENV_VAR = "SOCKPOOL_CONFIG";
 
-export type OptionKeys = readonly [string, string];
+/** A config option's path: section, [subsection,] key. */
+export type OptionKeys = readonly [string, string, ...string[]];
 
 /** The merged raw table plus what the flags applied to it. */
 export interface Draft {
@@ -122,6 +123,40 @@ export const FLAGS: readonly FlagDefinition[] = [
     apply: (draft, _value, flag) => setOption(draft, ["pool", "checked"], true, flag),
   },
   {
+    name: "upstream-pool",
+    option: ["server", "pool", "enabled"],
+    description: "keep warm, never-used upstream connections ready for repeated destinations",
+    apply: (draft, _value, flag) => setOption(draft, ["server", "pool", "enabled"], true, flag),
+  },
+  {
+    name: "upstream-pool-per-dest",
+    value: "N",
+    option: ["server", "pool", "max_idle_per_dest"],
+    description: "warm connections kept per destination, all Workers together",
+    apply: integerOption(["server", "pool", "max_idle_per_dest"]),
+  },
+  {
+    name: "upstream-pool-total",
+    value: "N",
+    option: ["server", "pool", "max_total_idle"],
+    description: "warm connections kept in all, all Workers together",
+    apply: integerOption(["server", "pool", "max_total_idle"]),
+  },
+  {
+    name: "upstream-pool-idle-secs",
+    value: "S",
+    option: ["server", "pool", "idle_timeout_secs"],
+    description: "a warm connection unused this long is closed",
+    apply: integerOption(["server", "pool", "idle_timeout_secs"]),
+  },
+  {
+    name: "admin",
+    value: "HOST:PORT",
+    option: ["admin", "listen"],
+    description: 'admin API and status page address, or "off"',
+    apply: textOption(["admin", "listen"]),
+  },
+  {
     name: "log-level",
     value: "LEVEL",
     option: ["log", "level"],
@@ -141,21 +176,29 @@ export const FLAGS: readonly FlagDefinition[] = [
 
 export const FLAGS_BY_NAME = new Map(FLAGS.map((definition) => [definition.name, definition]));
 
-/** The table at root[section], created when absent; undefined when the file put a non-table there. */
-function sectionOf(draft: Draft, section: string): Record<string, unknown> | undefined {
-  const existing = draft.root[section];
-  if (existing === undefined) {
-    const created: Record<string, unknown> = {};
-    draft.root[section] = created;
-    return created;
+/** The table at root[sections…], created when absent; undefined when the file put a non-table
+ *  on the way. */
+function sectionOf(draft: Draft, ...sections: string[]): Record<string, unknown> | undefined {
+  let table = draft.root;
+  for (const section of sections) {
+    const existing = table[section];
+    if (existing === undefined) {
+      const created: Record<string, unknown> = {};
+      table[section] = created;
+      table = created;
+    } else if (isTable(existing)) {
+      table = existing;
+    } else {
+      return undefined; // the schema reports the file's mistake
+    }
   }
-  return isTable(existing) ? existing : undefined; // the schema reports the file's mistake
+  return table;
 }
 
 function setOption(draft: Draft, keys: OptionKeys, value: unknown, flag: string): void {
-  const section = sectionOf(draft, keys[0]);
+  const section = sectionOf(draft, ...keys.slice(0, -1));
   if (section === undefined) return;
-  section[keys[1]] = value;
+  section[keys[keys.length - 1]!] = value;
   draft.labels.set(formatPath(keys), flag);
 }
 

@@ -107,6 +107,31 @@ export const RELATIONS: readonly Relation[] = [
     expected: () =>
       "at least one [[forward]] entry when socks.enabled = false (nothing would listen)",
   },
+  {
+    reads: [
+      ["server", "pool", "max_idle_per_dest"],
+      ["server", "pool", "max_total_idle"],
+    ],
+    blame: ["server", "pool", "max_idle_per_dest"],
+    holds: ({ server }) => server.pool.max_idle_per_dest <= server.pool.max_total_idle,
+    expected: ({ server }) =>
+      `at most server.pool.max_total_idle (${server.pool.max_total_idle}): one destination cannot hold more than the whole pool`,
+  },
+  {
+    reads: [
+      ["admin", "listen"],
+      ["admin", "token"],
+    ],
+    blame: ["admin", "listen"],
+    holds: ({ admin }) =>
+      admin.listen === "off" ||
+      admin.token !== undefined ||
+      isLoopbackHost(parseHostPort(admin.listen)?.host ?? ""),
+    expected: () =>
+      "a loopback address unless admin.token is set: the admin API shows every connection and " +
+      "client address; set admin.token (16 or more characters; clients send it as " +
+      '"Authorization: Bearer TOKEN"), or listen on 127.0.0.1 or [::1]',
+  },
   // An old key and its new name together: which one was meant is anyone's guess.
   ...RENAMED_OPTIONS.map(
     (option): Relation => ({
@@ -166,6 +191,8 @@ function distinctListenAddresses({ dataset, addIssue }: Context): void {
     for (let index = 0; index < forwards.length; index++)
       candidates.push(["forward", index, "listen"]);
   }
+  // parseHostPort("off") is null, so a switched-off admin API is skipped below.
+  candidates.push(["admin", "listen"]);
   for (const keys of candidates) {
     const text = getPath(root, keys);
     const address = typeof text === "string" ? parseHostPort(text) : null;

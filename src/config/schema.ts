@@ -27,6 +27,19 @@ export const SOCKS_AUTH_METHODS = ["none", "password"] as const;
 
 // ── Sections ───────────────────────────────────────────────────────────────────────────────────
 
+/**
+ * [server.pool]: the upstream warm-connection pool (src/upstream/), RustSocks' table verbatim so its
+ * section pastes in. Not the buffer pool: that is [pool].
+ */
+const upstreamPoolEntries = {
+  enabled: v.optional(flag, false),
+  max_idle_per_dest: v.optional(integerBetween(1, LIMITS.upstream_idle_max), 4),
+  max_total_idle: v.optional(integerBetween(1, LIMITS.upstream_idle_max), 100),
+  idle_timeout_secs: v.optional(integerBetween(1, LIMITS.upstream_idle_timeout_secs_max), 90),
+  /** Connects the pool makes itself (warming, refilling); a client's own dial uses [upstream]. */
+  connect_timeout_ms: v.optional(timeoutMs(LIMITS.timeouts.connect), 5_000),
+};
+
 const serverEntries = {
   /** 0 = one Worker per CPU (navigator.hardwareConcurrency); see workerCount(). */
   workers: v.optional(
@@ -49,6 +62,7 @@ const serverEntries = {
     timeoutMs(LIMITS.timeouts.shutdown, "closes them at once"),
     10_000,
   ),
+  pool: v.optional(table(upstreamPoolEntries), {}),
 };
 
 const userEntries = { username: credential, password: credential };
@@ -189,6 +203,28 @@ const accessEntries = {
   rules: v.optional(v.array(table(ruleEntries), "an array of [[access.rules]] tables"), () => []),
 };
 
+/** "off", or a HOST:PORT for the admin API (src/admin/). */
+const adminListen = v.union(
+  [v.literal("off"), address(0, "serve the admin API on", "[::1]:9090")],
+  'HOST:PORT to serve the admin API on (IPv6 as "[::1]:9090"), or "off"',
+);
+
+const { admin_token_bytes_min: tokenMin, admin_token_bytes_max: tokenMax } = LIMITS;
+const adminEntries = {
+  listen: v.optional(adminListen, "127.0.0.1:9090"),
+  /** Bearer token every endpoint requires; required when listen is not a loopback address. */
+  token: v.optional(
+    v.pipe(
+      v.string(`a string of ${tokenMin}..${tokenMax} bytes`),
+      v.check(
+        (text: string) =>
+          text.length >= tokenMin && text.length <= tokenMax && /^[\x21-\x7e]+$/.test(text),
+        `${tokenMin}..${tokenMax} printable ASCII characters, no spaces`,
+      ),
+    ),
+  ),
+};
+
 const logEntries = {
   level: v.optional(oneOf(LOG_LEVELS), "info"),
   format: v.optional(oneOf(LOG_FORMATS), "text"),
@@ -203,6 +239,7 @@ const rootEntries = {
   pool: v.optional(table(poolEntries), {}),
   clients: v.optional(table(clientsEntries), {}),
   access: v.optional(table(accessEntries), {}),
+  admin: v.optional(table(adminEntries), {}),
   log: v.optional(table(logEntries), {}),
 };
 
@@ -218,7 +255,12 @@ export const CONFIG_SECTIONS: readonly {
   /** For an array section: the keys every entry must have (default: all of them). */
   required?: readonly string[];
 }[] = [
-  { name: "server", array: false, keys: Object.keys(serverEntries) },
+  {
+    name: "server",
+    array: false,
+    keys: Object.keys(serverEntries).filter((key) => key !== "pool"),
+  },
+  { name: "server.pool", array: false, keys: Object.keys(upstreamPoolEntries) },
   { name: "socks", array: false, keys: Object.keys(socksEntries) },
   { name: "socks.users", array: true, keys: Object.keys(userEntries) },
   { name: "upstream", array: false, keys: Object.keys(upstreamEntries) },
@@ -228,6 +270,7 @@ export const CONFIG_SECTIONS: readonly {
   { name: "clients", array: false, keys: Object.keys(clientsEntries) },
   { name: "access", array: false, keys: ["default"] },
   { name: "access.rules", array: true, keys: Object.keys(ruleEntries), required: ["action"] },
+  { name: "admin", array: false, keys: Object.keys(adminEntries) },
   { name: "log", array: false, keys: Object.keys(logEntries) },
 ];
 

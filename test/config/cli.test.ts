@@ -69,6 +69,12 @@ describe("each flag sets its option", () => {
     [["--pool-slots", "65536"], (c) => c.pool.slots, 65_536],
     [["--slot-bytes", "4096"], (c) => c.pool.slot_bytes, 4096],
     [["--pool-checked"], (c) => c.pool.checked, true],
+    [["--upstream-pool"], (c) => c.server.pool.enabled, true],
+    [["--upstream-pool-per-dest", "2"], (c) => c.server.pool.max_idle_per_dest, 2],
+    [["--upstream-pool-total", "50"], (c) => c.server.pool.max_total_idle, 50],
+    [["--upstream-pool-idle-secs", "30"], (c) => c.server.pool.idle_timeout_secs, 30],
+    [["--admin", "off"], (c) => c.admin.listen, "off"],
+    [["--admin", "[::1]:0"], (c) => c.admin.listen, "[::1]:0"],
     [["--log-level", "debug"], (c) => c.log.level, "debug"],
     [["--log-format=json"], (c) => c.log.format, "json"],
   ];

@@ -80,6 +80,15 @@ describe("every relationship between fields is a config error", () => {
     ],
   };
 
+  cases["server.pool.max_idle_per_dest"] = [
+    { server: { pool: { max_idle_per_dest: 9, max_total_idle: 8 } } },
+    "server.pool.max_idle_per_dest: expected at most server.pool.max_total_idle (8): one destination cannot hold more than the whole pool, got 9",
+  ];
+  cases["admin.listen"] = [
+    { admin: { listen: "0.0.0.0:9090" } },
+    'admin.listen: expected a loopback address unless admin.token is set: the admin API shows every connection and client address; set admin.token (16 or more characters; clients send it as "Authorization: Bearer TOKEN"), or listen on 127.0.0.1 or [::1], got "0.0.0.0:9090"',
+  ];
+
   test("each relationship has a case here", () => {
     expect(RELATIONS.map((relation) => formatPath(relation.blame)).sort()).toEqual(
       Object.keys(cases).sort(),
@@ -110,5 +119,40 @@ describe("every relationship between fields is a config error", () => {
 
   test("the descriptor limit is a start-up warning, not a config error", () => {
     expect(problems({ server: { connections_max: LIMITS.connections_max } })).toEqual([]);
+  });
+});
+
+describe("[server.pool] and [admin]", () => {
+  test("max_idle_per_dest may not exceed max_total_idle", () => {
+    expect(problems({ server: { pool: { max_idle_per_dest: 8, max_total_idle: 8 } } })).toEqual([]);
+    expect(problems({ server: { pool: { max_idle_per_dest: 9, max_total_idle: 8 } } })).toEqual([
+      "server.pool.max_idle_per_dest: expected at most server.pool.max_total_idle (8): one destination cannot hold more than the whole pool, got 9",
+    ]);
+  });
+
+  test("an admin API beyond loopback needs a token", () => {
+    expect(problems({ admin: { listen: "127.0.0.1:0" } })).toEqual([]);
+    expect(problems({ admin: { listen: "[::1]:9090" } })).toEqual([]);
+    expect(problems({ admin: { listen: "off" } })).toEqual([]);
+    expect(problems({ admin: { listen: "0.0.0.0:9090", token: "x".repeat(16) } })).toEqual([]);
+    const [problem, ...rest] = problems({ admin: { listen: "0.0.0.0:9090" } });
+    expect(rest).toEqual([]);
+    expect(problem).toStartWith(
+      "admin.listen: expected a loopback address unless admin.token is set",
+    );
+    expect(problem).toEndWith(', got "0.0.0.0:9090"');
+  });
+
+  test("a short or spaced token is refused", () => {
+    expect(problems({ admin: { token: "short" } })).toEqual([
+      'admin.token: expected 16..256 printable ASCII characters, no spaces, got "short"',
+    ]);
+    expect(problems({ admin: { token: "a token with spaces" } })).toHaveLength(1);
+  });
+
+  test("the admin API may not share an address with a listener", () => {
+    expect(problems({ socks: { listen: "127.0.0.1:9090" } })).toEqual([
+      'admin.listen: expected an address not already used by socks.listen, got "127.0.0.1:9090"',
+    ]);
   });
 });

@@ -23,6 +23,14 @@ describe("defaults", () => {
         share_port: false,
         connections_max: 10_000,
         shutdown_timeout_ms: 10_000,
+        // [server.pool], RustSocks' defaults
+        pool: {
+          enabled: false,
+          max_idle_per_dest: 4,
+          max_total_idle: 100,
+          idle_timeout_secs: 90,
+          connect_timeout_ms: 5_000,
+        },
       },
       socks: {
         enabled: true,
@@ -50,6 +58,7 @@ describe("defaults", () => {
         auth_block_ms: 60_000,
       },
       access: { default: "allow", rules: [] },
+      admin: { listen: "127.0.0.1:9090" },
       log: { level: "info", format: "text" },
     });
   });
@@ -191,7 +200,7 @@ describe("unknown keys", () => {
       }),
     ).toEqual([
       'forward[0].tagret: unknown option (did you mean "target"?)',
-      "proxy: unknown option (known options: server, socks, upstream, forward, relay, pool, clients, access, log)",
+      "proxy: unknown option (known options: server, socks, upstream, forward, relay, pool, clients, access, admin, log)",
     ]);
   });
 
