@@ -41,6 +41,8 @@ describe("limits", () => {
       "the backlog range spans one smallest slot to the largest slab",
       "a local cache (2 × local_batch) fits in the pool",
       "every timeout fits setTimeout",
+      "an idle upstream connection fits under the descriptor budget of the largest config",
+      "upstream idle_timeout_secs fits the timeout ceiling",
       "the sweep range is ordered and below every timeout's ceiling",
       "a Worker's restart backoff is shorter than the time that makes it healthy again",
     ]);
