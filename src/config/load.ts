@@ -5,10 +5,13 @@
 //
 //   argv ──parseArgs(tokens)──▶ flag problems, --help / --version
 //     │
-//     ├─ --config FILE (or $SOCKPOOL_CONFIG) ──readFile──▶ Bun.TOML.parse ──▶ raw table
+//     ├─ --config FILE (or $SOCKPOOL_CONFIG) ──readFile──▶ smol-toml parse ──▶ raw table
 //     ├─ flags applied on top of the raw table; each records the path it set and its own name
 //     └─ ConfigSchema on the merged table ──▶ issues named by flag where a flag set the value
 
+import type { Stats } from "node:fs";
+import { stat } from "node:fs/promises";
+import { parse as parseToml, TomlError } from "smol-toml";
 import { parseArgs } from "node:util";
 import { formatIssue, formatPath, issueKeys } from "./errors.ts";
 import { CONFIG_ENV_VAR, type Draft, FLAGS, FLAGS_BY_NAME, type FlagDefinition } from "./flags.ts";
@@ -104,7 +107,7 @@ function readArgv(argv: readonly string[], problems: string[]): FlagUse[] {
 
 // ── Resolution ─────────────────────────────────────────────────────────────────────────────────
 
-const TOML_ERROR_PREFIX = "TOML Parse error: ";
+const TOML_ERROR_PREFIX = "Invalid TOML document: ";
 
 async function readConfigTable(
   path: string,
@@ -118,13 +121,16 @@ async function readConfigTable(
   }
   if (text === undefined) return { problem: `config file ${path}: not found` };
   try {
-    return { table: Bun.TOML.parse(text) as Record<string, unknown> };
+    return { table: parseToml(text) as Record<string, unknown> };
   } catch (error) {
-    const message = errorMessage(error);
-    const shown = message.startsWith(TOML_ERROR_PREFIX)
-      ? message.slice(TOML_ERROR_PREFIX.length)
-      : message;
-    return { problem: `config file ${path}: invalid TOML: ${shown}` };
+    if (!(error instanceof TomlError)) throw error; // a bug in the parser, not in the file
+    // smol-toml's message is "Invalid TOML document: WHAT" plus a code excerpt with a caret; the
+    // position is given here instead, so the problem stays one line.
+    const what = error.message.split("\n")[0]!;
+    const shown = what.startsWith(TOML_ERROR_PREFIX) ? what.slice(TOML_ERROR_PREFIX.length) : what;
+    return {
+      problem: `config file ${path}, line ${error.line}, column ${error.column}: invalid TOML: ${shown}`,
+    };
   }
 }
 
@@ -193,11 +199,17 @@ export async function resolveConfig(options: ResolveOptions): Promise<ResolveRes
   return { kind: "config", config: result.output, warnings: renamedOptionWarnings(draft.root) };
 }
 
-/** The real file reader: Bun.file, with "no such file" as undefined. */
+/** The real file reader: "no such file" is undefined; a directory is an error saying so. */
 export const readConfigFile: ReadFile = async (path) => {
-  const file = Bun.file(path);
-  if (!(await file.exists())) return undefined;
-  return await file.text();
+  let info: Stats;
+  try {
+    info = await stat(path);
+  } catch (error) {
+    if ((error as { code?: string }).code === "ENOENT") return undefined;
+    throw error;
+  }
+  if (info.isDirectory()) throw new Error("is a directory, not a TOML file");
+  return await Bun.file(path).text();
 };
 
 /** resolveConfig with the real file system and environment. */

@@ -2,6 +2,7 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { parse as parseToml } from "smol-toml";
 import { formatIssue } from "../../src/config/errors.ts";
 import { FLAGS } from "../../src/config/flags.ts";
 import { EXAMPLE_ARGV, EXAMPLE_TOML, helpText } from "../../src/config/help.ts";
@@ -168,9 +169,20 @@ target = "db:5432"
 });
 
 describe("config file problems", () => {
-  test("a TOML syntax error is one line naming the file", async () => {
+  test("a TOML syntax error is one line naming the file, line and column", async () => {
     expect(await problemsOf(["--config", "x.toml"], { "x.toml": "[pool\nslots = 16\n" })).toEqual([
-      "config file x.toml: invalid TOML: Expected ']' to close a table header but found (0x0A)",
+      "config file x.toml, line 1, column 6: invalid TOML: illegal character in key",
+    ]);
+    const twice = "[server]\nworkers = 1\n\nworkers = 2\n";
+    expect(await problemsOf(["--config", "x.toml"], { "x.toml": twice })).toEqual([
+      "config file x.toml, line 4, column 1: invalid TOML: trying to redefine an already defined table or value",
+    ]);
+  });
+
+  test("a directory given as the config file is said to be one", async () => {
+    const result = await resolveConfig({ argv: ["--config", "/tmp"], readFile: readConfigFile });
+    expect(result.kind === "error" && result.problems).toEqual([
+      "config file /tmp: cannot read: is a directory, not a TOML file",
     ]);
   });
 
@@ -426,7 +438,7 @@ describe("--help and --version", () => {
     const blocks = [...readme.matchAll(/```toml\n([\s\S]*?)```/g)].map((match) => match[1]);
     expect(blocks.length).toBeGreaterThanOrEqual(3);
     for (const block of blocks) {
-      const result = validateConfig(Bun.TOML.parse(block));
+      const result = validateConfig(parseToml(block));
       expect(result.success ? [] : result.issues.map((issue) => formatIssue(issue))).toEqual([]);
     }
   });
@@ -441,7 +453,7 @@ describe("--help and --version", () => {
   test("the help's examples are valid", async () => {
     const fromArgv = await resolve(EXAMPLE_ARGV);
     expect(fromArgv.kind).toBe("config");
-    const fromFile = validateConfig(Bun.TOML.parse(EXAMPLE_TOML));
+    const fromFile = validateConfig(parseToml(EXAMPLE_TOML));
     expect(fromFile.issues).toBeUndefined();
     expect(helpText()).toContain(`sockpool ${EXAMPLE_ARGV.join(" ")}`);
   });
