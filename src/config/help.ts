@@ -3,7 +3,7 @@
 // an option added to either table appears here without touching this file.
 
 import { getPath } from "./fields.ts";
-import { FLAGS, type FlagDefinition } from "./flags.ts";
+import { CONFIG_ENV_VAR, FLAGS, type FlagDefinition } from "./flags.ts";
 import { CONFIG_SECTIONS, DEFAULT_CONFIG } from "./schema.ts";
 
 /** The command line in the help's example; a test checks that it resolves. */
@@ -100,6 +100,18 @@ export function helpText(): string {
     "",
     "Config file (TOML) sections, with each option at its default:",
     ...sectionLines,
+    "",
+    "Exit codes: 0 stopped cleanly, 1 cannot start (a listen address, the admin API), 2 invalid",
+    "configuration (every problem is listed).",
+    "",
+    "Signals: SIGTERM or SIGINT stop gracefully (stop accepting, drain for",
+    "server.shutdown_timeout_ms, close the rest, exit 0).",
+    "",
+    "Environment:",
+    `  ${CONFIG_ENV_VAR.padEnd(28)}the config file when --config is not given`,
+    `  ${"SOCKPOOL_NATIVE=off".padEnd(28)}use the TypeScript free list instead of the Zig library`,
+    `  ${"SOCKPOOL_NATIVE_LIB=PATH".padEnd(28)}load the Zig library from PATH`,
+    `  ${"SOCKPOOL_FAULT_INJECTION=1".padEnd(28)}testing only: SIGUSR2 crashes Worker 0`,
     "",
     "Example:",
     `  sockpool ${EXAMPLE_ARGV.join(" ")}`,

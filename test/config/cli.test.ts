@@ -3,6 +3,8 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parse as parseToml } from "smol-toml";
+
+const REPO_ROOT = new URL("../../", import.meta.url).pathname;
 import { formatIssue } from "../../src/config/errors.ts";
 import { FLAGS } from "../../src/config/flags.ts";
 import { EXAMPLE_ARGV, EXAMPLE_TOML, helpText } from "../../src/config/help.ts";
@@ -441,6 +443,19 @@ describe("--help and --version", () => {
       const result = validateConfig(parseToml(block));
       expect(result.success ? [] : result.issues.map((issue) => formatIssue(issue))).toEqual([]);
     }
+  });
+
+  test("the help names every SOCKPOOL_ variable the source reads, the exit codes and signals", async () => {
+    const read = new Set<string>();
+    for await (const file of new Bun.Glob("src/**/*.ts").scan({ cwd: REPO_ROOT })) {
+      const source = await Bun.file(join(REPO_ROOT, file)).text();
+      for (const match of source.matchAll(/\bSOCKPOOL_[A-Z_]+\b/g)) read.add(match[0]);
+    }
+    expect(read.size).toBeGreaterThan(0);
+    const help = helpText();
+    for (const name of read) expect(help).toContain(`  ${name}`);
+    expect(help).toContain("Exit codes: 0");
+    expect(help).toContain("Signals: SIGTERM or SIGINT");
   });
 
   test("no help line is wider than 100 columns", () => {
