@@ -3,7 +3,8 @@
 // SIGTERM/SIGINT. Not the proxy itself (src/proxy/, run inside each Worker by src/worker.ts).
 
 import packageJson from "../package.json" with { type: "json" };
-import { CONFIG_EXIT_CODE } from "./config/errors.ts";
+import { stringify as stringifyToml } from "smol-toml";
+import { CONFIG_EXIT_CODE, redactSecrets } from "./config/errors.ts";
 import { loadConfig } from "./config/load.ts";
 import { workerCount } from "./config/schema.ts";
 import { fitToFileLimit, openFileLimit } from "./fd-limit.ts";
@@ -31,6 +32,17 @@ switch (result.kind) {
         "Run sockpool --help for every option.\n",
     );
     process.exit(CONFIG_EXIT_CODE);
+    break;
+  case "config":
+    if (result.check) {
+      for (const warning of result.warnings)
+        process.stderr.write(`sockpool: warning: ${warning}\n`);
+      process.stdout.write(
+        `# sockpool ${packageJson.version}: configuration valid; in effect (secrets redacted):\n\n` +
+          stringifyToml(redactSecrets(result.config)),
+      );
+      process.exit(0);
+    }
 }
 
 const fitted = fitToFileLimit(result.config.server.connections_max, openFileLimit());

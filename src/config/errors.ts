@@ -36,13 +36,13 @@ export function issueKeys(issue: v.BaseIssue<unknown>): unknown[] {
 }
 
 /**
- * Passwords never appear in output. A value is withheld when its path ends in `password`, and
- * also when it sits inside `users` (a whole user entry, or a malformed list, may hold one),
- * except for a username or an empty list.
+ * Secrets never appear in output. A value is withheld when its path ends in `password` or
+ * `token`, and also when it sits inside `users` (a whole user entry, or a malformed list, may hold
+ * one), except for a username or an empty list.
  */
 export function isSecretPath(keys: readonly unknown[], value: unknown): boolean {
   const last = keys.at(-1);
-  if (last === "password") return true;
+  if (last === "password" || last === "token") return true;
   if (!keys.includes("users") || last === "username") return false;
   return !(Array.isArray(value) && value.length === 0);
 }
@@ -84,4 +84,20 @@ export function formatIssue(issue: v.BaseIssue<unknown>, label?: string): string
   const value = last === undefined ? issue.input : last.value;
   const shown = isSecretPath(keys, value) ? REDACTED : showValue(value);
   return `${where}: expected ${issue.message}, got ${shown}`;
+}
+
+/** A deep copy of a validated config with every secret (a password or token) replaced by REDACTED. */
+export function redactSecrets<T>(value: T, keys: readonly unknown[] = []): T {
+  const last = keys.at(-1);
+  if (last === "password" || last === "token") return REDACTED as T;
+  if (Array.isArray(value)) {
+    return value.map((item, index) => redactSecrets(item, [...keys, index])) as T;
+  }
+  if (typeof value === "object" && value !== null) {
+    const copy: Record<string, unknown> = {};
+    for (const [key, item] of Object.entries(value))
+      copy[key] = redactSecrets(item, [...keys, key]);
+    return copy as T;
+  }
+  return value;
 }

@@ -170,6 +170,11 @@ export const FLAGS: readonly FlagDefinition[] = [
     description: LOG_FORMATS.join(", "),
     apply: textOption(["log", "format"]),
   },
+  {
+    name: "check",
+    description:
+      "validate the configuration (file, flags, environment), print it as in effect with secrets redacted, exit 0 (valid) or 2",
+  },
   { name: "help", short: "h", description: "show this help and exit" },
   { name: "version", short: "V", description: "print the version and exit" },
 ];

@@ -26,7 +26,12 @@ export type ReadFile = (path: string) => Promise<string | undefined>;
 
 export type ResolveResult =
   /** `warnings` (deprecated keys, …) are logged at start-up once the logger exists. */
-  | { kind: "config"; config: Config; warnings: string[] }
+  | {
+      kind: "config";
+      config: Config;
+      warnings: string[] /** --check: print it, do not run. */;
+      check: boolean;
+    }
   | { kind: "help"; text: string }
   | { kind: "version" }
   | { kind: "error"; problems: string[] };
@@ -196,7 +201,12 @@ export async function resolveConfig(options: ResolveOptions): Promise<ResolveRes
     }
   }
   if (problems.length > 0 || !result.success) return { kind: "error", problems };
-  return { kind: "config", config: result.output, warnings: renamedOptionWarnings(draft.root) };
+  return {
+    kind: "config",
+    config: result.output,
+    warnings: renamedOptionWarnings(draft.root),
+    check: named("check").length > 0,
+  };
 }
 
 /** The real file reader: "no such file" is undefined; a directory is an error saying so. */

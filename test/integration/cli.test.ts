@@ -7,7 +7,9 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { TCPSocketListenOptions } from "bun";
+import { parse as parseToml } from "smol-toml";
 import { FLAGS } from "../../src/config/flags.ts";
+import { validateConfig } from "../../src/config/schema.ts";
 import { text } from "../support/bytes.ts";
 import { cleanup } from "../support/cleanup.ts";
 import { runCli, spawnProxy } from "../support/proxy-process.ts";
@@ -48,6 +50,43 @@ describe("sockpool command line", () => {
     expect(result.code).toBe(2);
     expect(result.stderr).toContain("--pool-slots: expected");
     expect(result.stderr).toContain("1000");
+  });
+
+  test("--check prints the configuration in effect, secrets redacted, exit 0, binding nothing", async () => {
+    const file = join(tempDir, "check.toml");
+    writeFileSync(
+      file,
+      '[socks]\nlisten = "127.0.0.1:1"\n[[socks.users]]\nusername = "ann"\npassword = "pw-in-file"\n' +
+        '[admin]\nlisten = "127.0.0.1:2"\ntoken = "a-secret-token-of-32-characters!"\n',
+    );
+    // Port 1 needs root to bind and may be taken: --check only validates, it never listens.
+    const result = await runCli(["--config", file, "--socks-user", "bob:pw-on-argv", "--check"]);
+    expect(result.code).toBe(0);
+    for (const secret of ["pw-in-file", "pw-on-argv", "a-secret-token"]) {
+      expect(result.stdout + result.stderr).not.toContain(secret);
+    }
+    // What it printed is itself a valid configuration: the same one, secrets aside.
+    const printed = parseToml(result.stdout) as {
+      socks: { users: unknown[] };
+      admin: { listen: string; token: string };
+    };
+    expect(printed.admin).toEqual({ listen: "127.0.0.1:2", token: "<redacted>" });
+    expect(printed.socks.users).toEqual([
+      { username: "ann", password: "<redacted>" },
+      { username: "bob", password: "<redacted>" },
+    ]);
+    // (A redacted token is too short to be one, so it goes before the check.)
+    expect(validateConfig({ ...printed, admin: { listen: printed.admin.listen } }).success).toBe(
+      true,
+    );
+    expect(result.stdout).toContain('listen = "127.0.0.1:1"');
+  });
+
+  test("--check with an invalid configuration exits 2 listing the problems", async () => {
+    const result = await runCli(["--check", "--pool-slots", "3"]);
+    expect(result.code).toBe(2);
+    expect(result.stdout).toBe("");
+    expect(result.stderr).toContain("--pool-slots: expected a power of two");
   });
 
   test("every problem is listed in one run, one line each", async () => {
