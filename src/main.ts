@@ -55,7 +55,15 @@ const config =
       };
 const log = createLogger({ level: config.log.level, format: config.log.format });
 for (const warning of result.warnings) log.warn(warning);
-if (fitted !== null) log.warn(fitted.warning);
+// The default adapts to the descriptor limit without a warning (Bun has already raised the soft
+// limit to the hard one); a connections_max the operator chose and cannot have is warned about.
+if (fitted !== null && result.given(["server", "connections_max"])) log.warn(fitted.warning);
+else if (fitted !== null) {
+  log.info("connections_max fitted to the open-file limit", {
+    connections_max: fitted.connectionsMax,
+    file_limit: openFileLimit(),
+  });
+}
 if (!config.server.share_port) {
   const addresses = [
     ...(config.socks.enabled ? [config.socks.listen] : []),

@@ -14,6 +14,7 @@ import { stat } from "node:fs/promises";
 import { parse as parseToml, TomlError } from "smol-toml";
 import { parseArgs } from "node:util";
 import { formatIssue, formatPath, issueKeys } from "./errors.ts";
+import { getPath } from "./fields.ts";
 import { CONFIG_ENV_VAR, type Draft, FLAGS, FLAGS_BY_NAME, type FlagDefinition } from "./flags.ts";
 import { helpText } from "./help.ts";
 import { renamedOptionWarnings } from "./renamed.ts";
@@ -29,8 +30,11 @@ export type ResolveResult =
   | {
       kind: "config";
       config: Config;
-      warnings: string[] /** --check: print it, do not run. */;
+      warnings: string[];
+      /** --check: print it, do not run. */
       check: boolean;
+      /** Whether the file or a flag gave this option (false: it is the default). */
+      given: (keys: readonly string[]) => boolean;
     }
   | { kind: "help"; text: string }
   | { kind: "version" }
@@ -206,6 +210,7 @@ export async function resolveConfig(options: ResolveOptions): Promise<ResolveRes
     config: result.output,
     warnings: renamedOptionWarnings(draft.root),
     check: named("check").length > 0,
+    given: (keys) => getPath(draft.root, keys) !== undefined,
   };
 }
 

@@ -12,11 +12,11 @@ import { FLAGS } from "../../src/config/flags.ts";
 import { validateConfig } from "../../src/config/schema.ts";
 import { text } from "../support/bytes.ts";
 import { cleanup } from "../support/cleanup.ts";
-import { runCli, spawnProxy } from "../support/proxy-process.ts";
+import { REPO_ROOT, runCli, spawnProxy } from "../support/proxy-process.ts";
 import { connectTcp } from "../support/sockets.ts";
 import { echoThrough, socksConnect } from "../support/socks-client.ts";
 import { startEcho } from "../support/targets.ts";
-import { DeadlineError, waitFor } from "../support/wait.ts";
+import { DeadlineError, waitFor, withDeadline } from "../support/wait.ts";
 
 const tempDir = mkdtempSync(join(tmpdir(), "sockpool-cli-"));
 
@@ -87,6 +87,64 @@ describe("sockpool command line", () => {
     expect(result.code).toBe(2);
     expect(result.stdout).toBe("");
     expect(result.stderr).toContain("--pool-slots: expected a power of two");
+  });
+
+  /** Start-up log lines of sockpool run under a hard descriptor limit of 1,024 (Bun raises the
+   *  soft limit to the hard one by itself), up to `ready`; then it is stopped. */
+  async function startUnderLimit(args: string[]): Promise<{ level: string; msg: string }[]> {
+    const child = Bun.spawn(
+      [
+        "prlimit",
+        "--nofile=1024:1024",
+        process.execPath,
+        "src/main.ts",
+        "--log-format",
+        "json",
+      ].concat(["--socks", "127.0.0.1:0", "--workers", "1", ...args]),
+      { cwd: REPO_ROOT, stdin: "ignore", stdout: "ignore", stderr: "pipe" },
+    );
+    const records: { level: string; msg: string }[] = [];
+    try {
+      const decoder = new TextDecoder();
+      let pending = "";
+      await withDeadline(
+        (async () => {
+          for await (const chunk of child.stderr) {
+            pending += decoder.decode(chunk, { stream: true });
+            const lines = pending.split("\n");
+            pending = lines.pop()!;
+            for (const line of lines) records.push(JSON.parse(line));
+            if (records.some((record) => record.msg === "ready")) return;
+          }
+          throw new Error(`exited before ready: ${JSON.stringify(records)}`);
+        })(),
+        20_000,
+        "sockpool to be ready",
+      );
+    } finally {
+      child.kill("SIGKILL");
+      await child.exited;
+    }
+    return records;
+  }
+
+  test("a default start under a small descriptor limit fits connections_max without a warning", async () => {
+    const records = await startUnderLimit([]);
+    expect(records.filter((record) => record.level === "warn")).toEqual([]);
+    expect(records.find((record) => record.msg.includes("fitted"))).toMatchObject({
+      level: "info",
+      connections_max: 480,
+      file_limit: 1024,
+    });
+  });
+
+  test("a connections_max the operator chose and the limit cannot hold is warned about", async () => {
+    const file = join(tempDir, "many.toml");
+    writeFileSync(file, "[server]\nconnections_max = 10000\n");
+    const records = await startUnderLimit(["--config", file]);
+    const warnings = records.filter((record) => record.level === "warn");
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]!.msg).toContain("lowered to 480");
   });
 
   test("every problem is listed in one run, one line each", async () => {
