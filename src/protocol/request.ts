@@ -141,8 +141,11 @@ function isCommand(byte: number): byte is CommandByte {
   return byte === Command.CONNECT || byte === Command.BIND || byte === Command.UDP_ASSOCIATE;
 }
 
-// Bytes 3.. of a request or reply: ATYP, address, port. `bytes` is where the message ends.
-function decodeAddressAndPort(input: Uint8Array): Decoded<{ address: SocksAddress; port: number }> {
+// Bytes 3.. of a request, a reply or a UDP datagram's header (udp.ts): ATYP, address, port.
+// `bytes` is where the address ends.
+export function decodeAddressAndPort(
+  input: Uint8Array,
+): Decoded<{ address: SocksAddress; port: number }> {
   if (input.length < REQUEST_HEADER_BYTES) return needMore(FRAME_BYTES_MIN - input.length);
   const addressType = input[3];
   let addressAt = REQUEST_HEADER_BYTES;
@@ -206,8 +209,8 @@ function decodeAddressAndPort(input: Uint8Array): Decoded<{ address: SocksAddres
   return decoded({ address, port }, bytes);
 }
 
-// VER second RSV ATYP ADDR PORT, where `second` is CMD or REP.
-function encodeFrame(second: number, address: SocksAddress, port: number): Uint8Array {
+// VER second RSV ATYP ADDR PORT, where `second` is CMD or REP. (udp.ts rewrites the first three.)
+export function encodeFrame(second: number, address: SocksAddress, port: number): Uint8Array {
   assertByte("command or reply", second);
   assertPort(port);
   let addressType: number;
