@@ -69,7 +69,8 @@ export type HandshakeFailureCode =
   | "ACCESS_DENIED" // an access rule (or a built-in denial) refused the destination: 02
   | "CLIENT_ABORTED" // the client closed or sent FIN before the handshake finished
   | "HANDSHAKE_TIMEOUT" // the client stayed silent past handshake_timeout_ms
-  | "POOL_EXHAUSTED"; // no pool slot for a split handshake message, or past the handshakes' share
+  | "POOL_EXHAUSTED" // no pool slot for a split handshake message, or past the handshakes' share
+  | "HTTP_MALFORMED"; // an HTTP request head that cannot be read (the HTTP front answers 400/431)
 
 const GENERAL: Failure = { reply: Reply.GENERAL_FAILURE, outcome: "error" };
 const REFUSED: Failure = { reply: Reply.CONNECTION_REFUSED, outcome: "refused" };
@@ -98,6 +99,8 @@ const handshakeFailures: Readonly<Record<HandshakeFailureCode, Failure>> = {
   CLIENT_ABORTED: { reply: null, outcome: "aborted" },
   HANDSHAKE_TIMEOUT: { reply: null, outcome: "handshake_timeout" },
   POOL_EXHAUSTED: { reply: null, outcome: "limit" },
+  // No SOCKS byte: the HTTP front frames its own status line (http-connect.ts).
+  HTTP_MALFORMED: { reply: null, outcome: "bad_request" },
 };
 
 /** Reaching the upstream, by the error code Bun, the resolver or our own connect timer gives. */
