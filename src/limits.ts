@@ -82,6 +82,13 @@ export const LIMITS = {
   /** Largest per-direction backlog bound: the largest slab the config accepts. */
   backlog_bytes_max: 2 ** 32,
 
+  // ── logins with hashed passwords (src/proxy/credentials.ts) ──
+  /** A successful hash check is remembered this long, so a reconnecting client pays once. */
+  login_cache_ms: 300_000,
+  login_cache_entries_max: 10_000,
+  /** Hash checks one Worker runs at once; past it a login is answered "busy". */
+  login_checks_in_flight_max: 8,
+
   // ── per client IP (0 switches a limit off) ──
   client_new_per_second_max: 1_000_000,
   auth_failures_max: 1_000,

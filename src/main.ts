@@ -12,6 +12,7 @@ import { createLogger } from "./log.ts";
 import { attachPool, createPoolMemory } from "./pool/index.ts";
 import { assertAddressesFree } from "./port-probe.ts";
 import { formatHostPort } from "./protocol/host-port.ts";
+import { hashPassword } from "./proxy/credentials.ts";
 import { Supervisor } from "./supervisor.ts";
 
 const result = await loadConfig(Bun.argv.slice(2), process.env);
@@ -25,6 +26,19 @@ switch (result.kind) {
     process.stdout.write(`sockpool ${packageJson.version} (bun ${Bun.version})\n`);
     process.exit(0);
     break;
+  case "hash-password": {
+    // The password comes on stdin (never argv, which `ps` shows); one trailing newline is dropped.
+    const password = (await Bun.stdin.text()).replace(/\r?\n$/, "");
+    if (password === "") {
+      process.stderr.write(
+        "sockpool: --hash-password: expected a password on stdin, got nothing\n",
+      );
+      process.exit(CONFIG_EXIT_CODE);
+    }
+    process.stdout.write(`${await hashPassword(password)}\n`);
+    process.exit(0);
+    break;
+  }
   case "error":
     process.stderr.write(
       `sockpool: invalid configuration (${result.problems.length} problem${result.problems.length === 1 ? "" : "s"}):\n` +

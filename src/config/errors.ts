@@ -42,7 +42,7 @@ export function issueKeys(issue: v.BaseIssue<unknown>): unknown[] {
  */
 export function isSecretPath(keys: readonly unknown[], value: unknown): boolean {
   const last = keys.at(-1);
-  if (last === "password" || last === "token") return true;
+  if (last === "password" || last === "password_hash" || last === "token") return true;
   if (!keys.includes("users") || last === "username") return false;
   return !(Array.isArray(value) && value.length === 0);
 }
@@ -89,7 +89,7 @@ export function formatIssue(issue: v.BaseIssue<unknown>, label?: string): string
 /** A deep copy of a validated config with every secret (a password or token) replaced by REDACTED. */
 export function redactSecrets<T>(value: T, keys: readonly unknown[] = []): T {
   const last = keys.at(-1);
-  if (last === "password" || last === "token") return REDACTED as T;
+  if (last === "password" || last === "password_hash" || last === "token") return REDACTED as T;
   if (Array.isArray(value)) {
     return value.map((item, index) => redactSecrets(item, [...keys, index])) as T;
   }

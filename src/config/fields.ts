@@ -96,6 +96,18 @@ export const credential = v.pipe(
   }, `${credentialMin}..${credentialMax} bytes`),
 );
 
+/** Hash formats Bun.password.verify reads: argon2 (PHC strings) and bcrypt. */
+export const PASSWORD_HASH =
+  /^\$(?:argon2(?:id|i|d)\$v=\d+\$m=\d+,t=\d+,p=\d+\$[A-Za-z0-9+/]+\$[A-Za-z0-9+/]+|2[aby]\$\d\d\$[./A-Za-z0-9]{53})$/;
+
+export const passwordHash = v.pipe(
+  v.string("a password hash from sockpool --hash-password"),
+  v.check(
+    (text: string) => PASSWORD_HASH.test(text),
+    'an argon2 ("$argon2id$…") or bcrypt ("$2b$…") hash, as sockpool --hash-password prints',
+  ),
+);
+
 export function isTable(value: unknown): value is Record<string, unknown> {
   if (typeof value !== "object" || value === null) return false;
   const prototype: unknown = Object.getPrototypeOf(value);

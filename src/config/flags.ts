@@ -13,6 +13,8 @@ import { isTable } from "./fields.ts";
 
 /** The environment variable naming the config file when --config is not given. */
 export const CONFIG_ENV_VAR = "SOCKPOOL_CONFIG";
+/** USER:PASS of one more SOCKS5 user, like --socks-user but out of sight of `ps`. */
+export const SOCKS_USER_ENV_VAR = "SOCKPOOL_SOCKS_USER";
 
 /** A config option's path: section, [subsection,] key. */
 export type OptionKeys = readonly [string, string, ...string[]];
@@ -175,6 +177,11 @@ export const FLAGS: readonly FlagDefinition[] = [
     description:
       "validate the configuration (file, flags, environment), print it as in effect with secrets redacted, exit 0 (valid) or 2",
   },
+  {
+    name: "hash-password",
+    description:
+      "read a password from stdin, print its argon2id hash for password_hash or users_file, exit",
+  },
   { name: "help", short: "h", description: "show this help and exit" },
   { name: "version", short: "V", description: "print the version and exit" },
 ];
@@ -273,7 +280,18 @@ function applyForward(draft: Draft, value: string, flag: string): void {
   appendEntry(draft, ["forward"], entry, { listen: `${flag} LISTEN`, target: `${flag} TARGET` });
 }
 
-function applySocksUser(draft: Draft, value: string, flag: string): void {
+/** Appends one user (from a flag, the environment or users_file) and requires password auth. */
+export function appendUser(
+  draft: Draft,
+  user: { username: string; password?: string; password_hash?: string },
+  label: string,
+): void {
+  setOption(draft, ["socks", "auth"], "password", label);
+  const labels = Object.fromEntries(Object.keys(user).map((key) => [key, label]));
+  appendEntry(draft, ["socks", "users"], user, labels);
+}
+
+export function applySocksUser(draft: Draft, value: string, flag: string): void {
   setOption(draft, ["socks", "auth"], "password", flag);
   const split = value.indexOf(":");
   if (split < 0) {

@@ -51,7 +51,10 @@ function sectionOptions(section: (typeof CONFIG_SECTIONS)[number]): string[] {
     return [...section.keys.slice(0, -1), `${section.keys.at(-1)} (each entry needs ${needs})`];
   }
   const defaults = getPath(DEFAULT_CONFIG, section.name.split("."));
-  return section.keys.map((key) => `${key} = ${JSON.stringify(getPath(defaults, [key]))}`);
+  return section.keys.map((key) => {
+    const value = getPath(defaults, [key]);
+    return value === undefined ? `${key} (unset)` : `${key} = ${JSON.stringify(value)}`;
+  });
 }
 
 /** Joins pieces with spaces into lines no wider than HELP_WIDTH; later lines are indented. */
@@ -109,6 +112,7 @@ export function helpText(): string {
     "",
     "Environment:",
     `  ${CONFIG_ENV_VAR.padEnd(28)}the config file when --config is not given`,
+    `  ${"SOCKPOOL_SOCKS_USER".padEnd(28)}USER:PASS of one more user, like --socks-user (ps shows argv)`,
     `  ${"SOCKPOOL_NATIVE=off".padEnd(28)}use the TypeScript free list instead of the Zig library`,
     `  ${"SOCKPOOL_NATIVE_LIB=PATH".padEnd(28)}load the Zig library from PATH`,
     `  ${"SOCKPOOL_FAULT_INJECTION=1".padEnd(28)}testing only: SIGUSR2 crashes Worker 0`,

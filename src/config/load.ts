@@ -14,8 +14,17 @@ import { stat } from "node:fs/promises";
 import { parse as parseToml, TomlError } from "smol-toml";
 import { parseArgs } from "node:util";
 import { formatIssue, formatPath, issueKeys } from "./errors.ts";
-import { getPath } from "./fields.ts";
-import { CONFIG_ENV_VAR, type Draft, FLAGS, FLAGS_BY_NAME, type FlagDefinition } from "./flags.ts";
+import { getPath, PASSWORD_HASH } from "./fields.ts";
+import {
+  appendUser,
+  applySocksUser,
+  CONFIG_ENV_VAR,
+  type Draft,
+  FLAGS,
+  FLAGS_BY_NAME,
+  type FlagDefinition,
+  SOCKS_USER_ENV_VAR,
+} from "./flags.ts";
 import { helpText } from "./help.ts";
 import { renamedOptionWarnings } from "./renamed.ts";
 import { type Config, validateConfig } from "./schema.ts";
@@ -38,13 +47,15 @@ export type ResolveResult =
     }
   | { kind: "help"; text: string }
   | { kind: "version" }
+  /** --hash-password: read a password from stdin and print its hash. */
+  | { kind: "hash-password" }
   | { kind: "error"; problems: string[] };
 
 export interface ResolveOptions {
   /** Arguments after the program name. */
   readonly argv: readonly string[];
   readonly readFile: ReadFile;
-  /** Only SOCKPOOL_CONFIG is read: the config file to use when --config is not given. */
+  /** SOCKPOOL_CONFIG (the config file when --config is not given) and SOCKPOOL_SOCKS_USER. */
   readonly env?: Readonly<Record<string, string | undefined>>;
 }
 
@@ -167,6 +178,7 @@ export async function resolveConfig(options: ResolveOptions): Promise<ResolveRes
 
   if (named("help").length > 0) return { kind: "help", text: helpText() };
   if (named("version").length > 0) return { kind: "version" };
+  if (named("hash-password").length > 0) return { kind: "hash-password" };
 
   const configPath = named("config").at(-1)?.value ?? (options.env?.[CONFIG_ENV_VAR] || undefined);
   let root: Record<string, unknown> = {};
@@ -191,6 +203,14 @@ export async function resolveConfig(options: ResolveOptions): Promise<ResolveRes
     use.definition.apply?.(draft, use.value, use.rawName);
   }
 
+  // A user from the environment, for single-user setups: argv is visible to everyone in `ps`.
+  const envUser = options.env?.[SOCKS_USER_ENV_VAR];
+  if (envUser) applySocksUser(draft, envUser, `$${SOCKS_USER_ENV_VAR}`);
+  const usersFile = getPath(draft.root, ["socks", "users_file"]);
+  if (typeof usersFile === "string" && usersFile !== "") {
+    await readUsersFile(draft, usersFile, options.readFile);
+  }
+
   const result = validateConfig(draft.root);
   if (!result.success) {
     for (const issue of result.issues) {
@@ -212,6 +232,41 @@ export async function resolveConfig(options: ResolveOptions): Promise<ResolveRes
     check: named("check").length > 0,
     given: (keys) => getPath(draft.root, keys) !== undefined,
   };
+}
+
+/**
+ * Appends the users of socks.users_file to socks.users: one `username:hash` per line, with blank
+ * lines and `#` comments; the hash is what `sockpool --hash-password` prints. A bad line is a
+ * problem naming its number and never its text, which may be a password pasted by mistake.
+ */
+async function readUsersFile(draft: Draft, path: string, readFile: ReadFile): Promise<void> {
+  const where = `socks.users_file ${path}`;
+  let text: string | undefined;
+  try {
+    text = await readFile(path);
+  } catch (error) {
+    draft.problems.push(`${where}: cannot read: ${errorMessage(error)}`);
+    return;
+  }
+  if (text === undefined) {
+    draft.problems.push(`${where}: not found`);
+    return;
+  }
+  const lines = text.split("\n");
+  for (let index = 0; index < lines.length; index++) {
+    const line = lines[index]!.trim();
+    if (line === "" || line.startsWith("#")) continue;
+    const colon = line.indexOf(":");
+    const username = line.slice(0, colon);
+    const hash = line.slice(colon + 1);
+    if (colon <= 0 || !PASSWORD_HASH.test(hash)) {
+      draft.problems.push(
+        `${where}, line ${index + 1}: expected username:hash with a hash from sockpool --hash-password`,
+      );
+      continue;
+    }
+    appendUser(draft, { username, password_hash: hash }, `${where}, line ${index + 1}`);
+  }
 }
 
 /** The real file reader: "no such file" is undefined; a directory is an error saying so. */

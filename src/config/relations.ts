@@ -210,6 +210,24 @@ function distinctListenAddresses({ dataset, addIssue }: Context): void {
   }
 }
 
+/** Each user has exactly one of password and password_hash. */
+function oneSecretPerUser({ dataset, addIssue }: Context): void {
+  const root: unknown = dataset.value;
+  const users = getPath(root, ["socks", "users"]);
+  if (!Array.isArray(users)) return;
+  users.forEach((user, index) => {
+    const keys: Keys = ["socks", "users", index];
+    if (!isValidAt(dataset.issues, keys) || typeof user !== "object" || user === null) return;
+    const given = ["password", "password_hash"].filter((key) => key in user);
+    if (given.length === 1) return;
+    addIssue({
+      message: `exactly one of password and password_hash (it has ${given.length === 0 ? "neither" : "both"})`,
+      input: user,
+      path: issuePath(root, keys),
+    });
+  });
+}
+
 function distinctUsernames({ dataset, addIssue }: Context): void {
   const root: unknown = dataset.value;
   const users = getPath(root, ["socks", "users"]);
@@ -236,4 +254,5 @@ export const crossFieldChecks = v.rawCheck<RootOutput>((context) => {
   for (const relation of RELATIONS) checkRelation(relation, context);
   distinctListenAddresses(context);
   distinctUsernames(context);
+  oneSecretPerUser(context);
 });

@@ -17,6 +17,7 @@ import {
   integerBetween,
   network,
   oneOf,
+  passwordHash,
   portEntry,
   table,
   timeoutMs,
@@ -65,7 +66,13 @@ const serverEntries = {
   pool: v.optional(table(upstreamPoolEntries), {}),
 };
 
-const userEntries = { username: credential, password: credential };
+/** A user: exactly one of a plain password (compared in constant time) or a hash from
+ *  `sockpool --hash-password` (argon2id, or bcrypt), checked off the event loop. */
+const userEntries = {
+  username: credential,
+  password: v.optional(credential),
+  password_hash: v.optional(passwordHash),
+};
 
 const socksEntries = {
   enabled: v.optional(flag, true),
@@ -77,6 +84,8 @@ const socksEntries = {
     v.array(table(userEntries), "an array of { username, password } tables"),
     () => [],
   ),
+  /** More users, one `username:hash` per line (see load.ts); read at start and on reload. */
+  users_file: v.optional(v.pipe(v.string("a file path"), v.minLength(1, "a file path"))),
   handshake_timeout_ms: v.optional(timeoutMs(LIMITS.timeouts.handshake), 10_000),
 };
 
@@ -262,7 +271,12 @@ export const CONFIG_SECTIONS: readonly {
   },
   { name: "server.pool", array: false, keys: Object.keys(upstreamPoolEntries) },
   { name: "socks", array: false, keys: Object.keys(socksEntries) },
-  { name: "socks.users", array: true, keys: Object.keys(userEntries) },
+  {
+    name: "socks.users",
+    array: true,
+    keys: Object.keys(userEntries),
+    required: ["username", "password or password_hash"],
+  },
   { name: "upstream", array: false, keys: Object.keys(upstreamEntries) },
   { name: "forward", array: true, keys: Object.keys(forwardEntries) },
   { name: "relay", array: false, keys: Object.keys(relayEntries) },

@@ -65,6 +65,7 @@ export interface Failure {
 export type HandshakeFailureCode =
   | "NO_ACCEPTABLE_METHOD" // no offered method is acceptable: 05 FF
   | "AUTH_FAILED" // wrong username or password: 01 01
+  | "AUTH_BUSY" // too many password checks in flight to start one more: 01 01, logged as a limit
   | "COMMAND_NOT_SUPPORTED" // a well-formed BIND or UDP ASSOCIATE: 07
   | "ACCESS_DENIED" // an access rule (or a built-in denial) refused the destination: 02
   | "CLIENT_ABORTED" // the client closed or sent FIN before the handshake finished
@@ -94,6 +95,7 @@ const protocolFailures: Readonly<Record<ProtocolErrorCode, Failure>> = {
 const handshakeFailures: Readonly<Record<HandshakeFailureCode, Failure>> = {
   NO_ACCEPTABLE_METHOD: { reply: Method.NO_ACCEPTABLE, outcome: "auth_failed" },
   AUTH_FAILED: { reply: AuthStatus.FAILURE, outcome: "auth_failed" },
+  AUTH_BUSY: { reply: AuthStatus.FAILURE, outcome: "limit" },
   COMMAND_NOT_SUPPORTED: { reply: Reply.COMMAND_NOT_SUPPORTED, outcome: "unsupported" },
   ACCESS_DENIED: { reply: Reply.NOT_ALLOWED, outcome: "denied" },
   CLIENT_ABORTED: { reply: null, outcome: "aborted" },

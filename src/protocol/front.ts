@@ -19,6 +19,9 @@ export interface DialRequest {
  * - `reply`: send `bytes` to the client, then go on feeding the rest.
  * - `dial`: the handshake is done; connect to `request`. Bytes after `consumed` are early data for
  *   the relay, never dropped. `user` is the authenticated username, if the protocol has one.
+ * - `login`: the credentials are being checked off the event loop (a hashed password). Hold the
+ *   bytes after `consumed` and read nothing more from the client until `verdict` settles, then
+ *   hand it to loginResult() and go on with the step it returns (and then the held bytes).
  * - `refuse`: send `reply` (if any), then close. `error` is the decoder's error, when one caused it;
  *   `username` is set for a failed login of a configured user only (the password never leaves
  *   the front, and an unknown name may hold password bytes of a misframed request).
@@ -27,6 +30,7 @@ export type FrontStep =
   | { kind: "need-more" }
   | { kind: "reply"; consumed: number; bytes: Uint8Array }
   | { kind: "dial"; consumed: number; request: DialRequest; user?: string }
+  | { kind: "login"; consumed: number; verdict: Promise<LoginVerdict> }
   | {
       kind: "refuse";
       code: ProtocolError["code"] | HandshakeFailureCode;
@@ -42,4 +46,16 @@ export interface FrontProtocol {
   succeeded(bound: DialRequest): Uint8Array;
   /** The client's answer when the dial failed with this reply byte. */
   dialFailed(reply: number): Uint8Array;
+  /** Goes on after a `login` step, with the verdict it waited for. Its `consumed` is 0. */
+  loginResult(verdict: LoginVerdict): FrontStep;
 }
+
+/** What a login check found. "busy": too many checks in flight to start another one now. */
+export type LoginVerdict = "ok" | "wrong-password" | "unknown-user" | "busy";
+
+/** Checks a login; must compare a plain password in constant time. A Promise when the check runs
+ *  off the event loop (a hashed password); a plain verdict when it is immediate. */
+export type PasswordCheck = (
+  username: string,
+  password: Uint8Array,
+) => LoginVerdict | Promise<LoginVerdict>;

@@ -16,9 +16,14 @@
 
 import type { ProtocolErrorCode } from "./errors.ts";
 import type { HandshakeFailureCode } from "./failures.ts";
-import type { DialRequest, FrontProtocol, FrontStep } from "./front.ts";
+import type {
+  DialRequest,
+  FrontProtocol,
+  FrontStep,
+  LoginVerdict,
+  PasswordCheck,
+} from "./front.ts";
 import { parseHostPort } from "./host-port.ts";
-import type { PasswordCheck } from "./socks-handshake.ts";
 
 export const HTTP_HEADER_LINES_MAX = 100;
 export const HTTP_REALM = "sockpool";
@@ -200,6 +205,7 @@ const STATUS_FOR_CODE: Partial<Record<ProtocolErrorCode | HandshakeFailureCode, 
 /** The HTTP CONNECT front protocol: one request head, then dial. */
 export class HttpConnectFront implements FrontProtocol {
   private done = false;
+  private pending: { target: DialRequest; username: string } | null = null;
   private readonly checkPassword: PasswordCheck | null;
   private readonly headBytesMax: number;
 
@@ -215,27 +221,42 @@ export class HttpConnectFront implements FrontProtocol {
     if (decoded.kind === "need-more") return decoded;
     this.done = true;
     if (decoded.kind === "error") return this.refuseHead(decoded.status, decoded.detail);
-    const { head } = decoded;
-    let user: string | undefined;
-    if (this.checkPassword !== null) {
-      const credentials = head.credentials;
-      const verdict =
-        credentials === undefined || credentials === "malformed"
-          ? "unknown-user"
-          : this.checkPassword(credentials.username, credentials.password);
-      if (verdict !== "ok") {
-        const refusal = this.refuse("AUTH_FAILED", "proxy authentication required", {
-          "Proxy-Authenticate": `Basic realm="${HTTP_REALM}"`,
-        });
-        // As for SOCKS5: only a configured user's name goes to the log.
-        return verdict === "wrong-password" && typeof credentials === "object"
-          ? { ...refusal, username: credentials.username }
-          : refusal;
-      }
-      user = (credentials as { username: string }).username;
+    const { head, bytes } = decoded;
+    if (this.checkPassword === null) return { kind: "dial", consumed: bytes, request: head.target };
+    const credentials = head.credentials;
+    if (credentials === undefined || credentials === "malformed") {
+      return this.login(head.target, undefined, "unknown-user", bytes);
     }
-    const dial: FrontStep = { kind: "dial", consumed: decoded.bytes, request: head.target };
-    return user === undefined ? dial : { ...dial, user };
+    const verdict = this.checkPassword(credentials.username, credentials.password);
+    if (typeof verdict !== "string") {
+      this.pending = { target: head.target, username: credentials.username };
+      return { kind: "login", consumed: bytes, verdict };
+    }
+    return this.login(head.target, credentials.username, verdict, bytes);
+  }
+
+  loginResult(verdict: LoginVerdict): FrontStep {
+    const pending = this.pending;
+    if (pending === null) throw new Error("assert: loginResult() without a login step");
+    this.pending = null;
+    return this.login(pending.target, pending.username, verdict, 0);
+  }
+
+  /** Dial as the user, or 407 (naming only a configured user in the log, as SOCKS5 does). */
+  private login(
+    target: DialRequest,
+    username: string | undefined,
+    verdict: LoginVerdict,
+    consumed: number,
+  ): FrontStep {
+    if (verdict === "ok") return { kind: "dial", consumed, request: target, user: username! };
+    if (verdict === "busy") {
+      return { kind: "refuse", code: "AUTH_BUSY", reply: encodeHttpResponse(503, "busy: retry") };
+    }
+    const refusal = this.refuse("AUTH_FAILED", "proxy authentication required", {
+      "Proxy-Authenticate": `Basic realm="${HTTP_REALM}"`,
+    });
+    return verdict === "wrong-password" ? { ...refusal, username } : refusal;
   }
 
   succeeded(_bound: DialRequest): Uint8Array {

@@ -18,7 +18,13 @@ export {
   type Outcome,
   replyForConnectError,
 } from "./failures.ts";
-export type { DialRequest, FrontProtocol, FrontStep } from "./front.ts";
+export type {
+  DialRequest,
+  FrontProtocol,
+  FrontStep,
+  LoginVerdict,
+  PasswordCheck,
+} from "./front.ts";
 export {
   chooseMethod,
   decodeGreeting,
@@ -46,4 +52,4 @@ export {
   type SocksReply,
   type SocksRequest,
 } from "./request.ts";
-export { type LoginVerdict, type PasswordCheck, Socks5Handshake } from "./socks-handshake.ts";
+export { Socks5Handshake } from "./socks-handshake.ts";

@@ -12,21 +12,24 @@ import { decodeAuthRequest, encodeAuthReply } from "./auth.ts";
 import { AuthStatus, Command, Method, Reply } from "./constants.ts";
 import type { Decoded, ProtocolError } from "./errors.ts";
 import { type HandshakeFailureCode, handshakeFailure } from "./failures.ts";
-import type { DialRequest, FrontProtocol, FrontStep } from "./front.ts";
+import type {
+  DialRequest,
+  FrontProtocol,
+  FrontStep,
+  LoginVerdict,
+  PasswordCheck,
+} from "./front.ts";
 import { chooseMethod, decodeGreeting, encodeMethodSelection } from "./greeting.ts";
 import { decodeRequest, encodeReply } from "./request.ts";
 
-/** What an RFC 1929 login check found. */
-export type LoginVerdict = "ok" | "wrong-password" | "unknown-user";
-
-/** Checks an RFC 1929 login; must compare the password in constant time. */
-export type PasswordCheck = (username: string, password: Uint8Array) => LoginVerdict;
+export type { LoginVerdict, PasswordCheck } from "./front.ts";
 
 type Step = "greeting" | "auth" | "request" | "done";
 
 export class Socks5Handshake implements FrontProtocol {
   private step: Step = "greeting";
   private user: string | undefined; // set once RFC 1929 succeeded
+  private loggingIn: string | undefined; // the username whose check is in flight
   private readonly checkPassword: PasswordCheck | null;
 
   /** `checkPassword` null: no authentication (method 00); else RFC 1929 is required. */
@@ -48,15 +51,11 @@ export class Socks5Handshake implements FrontProtocol {
       case "auth":
         return this.next(decodeAuthRequest(input), (auth, consumed) => {
           const verdict = this.checkPassword?.(auth.username, auth.password) ?? "unknown-user";
-          if (verdict !== "ok") {
-            // Only a configured user's name is given out for the log: an unknown one may be the
-            // client's misframing (a wrong ULEN pulls PLEN and password bytes into the name).
-            const refusal = this.refuse("AUTH_FAILED");
-            return verdict === "wrong-password" ? { ...refusal, username: auth.username } : refusal;
+          if (typeof verdict !== "string") {
+            this.loggingIn = auth.username;
+            return { kind: "login", consumed, verdict };
           }
-          this.step = "request";
-          this.user = auth.username;
-          return { kind: "reply", consumed, bytes: encodeAuthReply(AuthStatus.SUCCESS) };
+          return this.login(auth.username, verdict, consumed);
         });
       case "request":
         return this.next(decodeRequest(input), (request, consumed) => {
@@ -72,6 +71,27 @@ export class Socks5Handshake implements FrontProtocol {
       case "done":
         throw new Error("assert: Socks5Handshake.feed() after the request was read");
     }
+  }
+
+  loginResult(verdict: LoginVerdict): FrontStep {
+    const username = this.loggingIn;
+    if (username === undefined) throw new Error("assert: loginResult() without a login step");
+    this.loggingIn = undefined;
+    return this.login(username, verdict, 0);
+  }
+
+  /** The auth step's answer once the verdict is known. */
+  private login(username: string, verdict: LoginVerdict, consumed: number): FrontStep {
+    if (verdict === "busy") return this.refuse("AUTH_BUSY");
+    if (verdict !== "ok") {
+      // Only a configured user's name is given out for the log: an unknown one may be the
+      // client's misframing (a wrong ULEN pulls PLEN and password bytes into the name).
+      const refusal = this.refuse("AUTH_FAILED");
+      return verdict === "wrong-password" ? { ...refusal, username } : refusal;
+    }
+    this.step = "request";
+    this.user = username;
+    return { kind: "reply", consumed, bytes: encodeAuthReply(AuthStatus.SUCCESS) };
   }
 
   succeeded(bound: DialRequest): Uint8Array {

@@ -35,6 +35,7 @@ import {
   type FrontProtocol,
   type FrontStep,
   handshakeFailure,
+  type LoginVerdict,
   type Outcome,
   Reply,
 } from "../protocol/index.ts";
@@ -83,6 +84,8 @@ export class Connection implements PipeOwner {
   private readonly down: Pipe; // upstream → client
   // A handshake message split across reads; made only when one is (most clients send whole ones).
   private partial: PartialMessage | null = null;
+  /** While a password is checked: the client's bytes after its login (null otherwise). */
+  private loginHeld: Uint8Array | null = null;
   private readonly ctx: ConnectionContext;
   private readonly listener: ListenerInfo;
   // Null for a forward, and once the front has answered the dial: idle connections hold no front.
@@ -142,21 +145,59 @@ export class Connection implements PipeOwner {
         return;
       }
       this.partial?.drop();
-      if (step.kind === "refuse") {
+      const next = this.act(
+        front,
+        step,
+        step.kind === "refuse" ? rest : rest.subarray(step.consumed - held),
+      );
+      if (next === null) return;
+      rest = next;
+    }
+  }
+
+  /** Acts on one step of the front protocol. Returns the bytes still to feed it, or null when the
+   *  handshake is over or waiting (refused, dialling, a password being checked). */
+  private act(front: FrontProtocol, step: FrontStep, rest: Uint8Array): Uint8Array | null {
+    switch (step.kind) {
+      case "need-more":
+        throw new Error("assert: act() on need-more");
+      case "refuse":
         this.refused(step);
-        return;
-      }
-      rest = rest.subarray(step.consumed - held);
-      if (step.kind === "reply") {
-        if (!this.send(step.bytes)) return;
-      } else {
+        return null;
+      case "reply":
+        return this.send(step.bytes) ? rest : null;
+      case "login":
+        this.awaitLogin(front, step.verdict, rest);
+        return null;
+      case "dial":
         this.handshakeDeadline = NO_DEADLINE;
         this.partial = null;
         if (rest.length > 0) this.up.data(rest); // pipelined early data, queued until the dial
         void this.dial(step.request, step.user);
-        return;
-      }
+        return null;
     }
+  }
+
+  /** A hashed password is being checked off the event loop (credentials.ts). The client is paused
+   *  and what it sent after its login waits in a copy (one read at most) for the verdict. The
+   *  handshake deadline keeps running. */
+  private awaitLogin(front: FrontProtocol, verdict: Promise<LoginVerdict>, rest: Uint8Array): void {
+    this.loginHeld = rest.slice();
+    this.client.pause();
+    verdict.then(
+      (result) => {
+        if (this.stage !== "front") return; // closed meanwhile: deadline, client gone
+        const held = this.loginHeld!;
+        this.loginHeld = null;
+        this.client.resume();
+        const next = this.act(front, front.loginResult(result), held);
+        if (next !== null && next.length > 0) this.handshake(front, next);
+      },
+      (error: unknown) => {
+        logUnexpected(this.ctx.log, error, { client: this.clientAddress, at: "login" });
+        this.close("error");
+      },
+    );
   }
 
   /** The front protocol refused the client: log why (never a password), answer, close. */
@@ -383,7 +424,11 @@ export class Connection implements PipeOwner {
 
   /** The client's bytes: handshake while the front reads, else relay. */
   onClientData(chunk: Uint8Array): void {
-    if (this.stage === "front") {
+    if (this.loginHeld !== null) {
+      // Read before the pause took hold: kept behind the rest, in order, up to one slot's worth.
+      this.loginHeld = concatBytes(this.loginHeld, chunk);
+      if (this.loginHeld.length > this.ctx.pool.slotBytes) this.refuse("POOL_EXHAUSTED", null);
+    } else if (this.stage === "front") {
       this.handshake(this.front!, chunk);
     } else {
       this.lastActivity = this.ctx.clock.now;
@@ -461,6 +506,13 @@ const upstreamEvents: SocketHandler<Connection> = {
 function dialErrorCode(error: unknown): string | undefined {
   const code = error instanceof DialError ? error.code : undefined;
   return code === "ECONNREFUSED" && descriptorsExhausted() ? "EMFILE" : code;
+}
+
+function concatBytes(first: Uint8Array, second: Uint8Array): Uint8Array {
+  const joined = new Uint8Array(first.length + second.length);
+  joined.set(first);
+  joined.set(second, first.length);
+  return joined;
 }
 
 /** `host:port` of the peer; a client that reset before `open` may have no address in Bun 1.4.5. */

@@ -485,3 +485,86 @@ describe("readConfigFile", () => {
     expect(await readConfigFile(join(directory, "missing.toml"))).toBeUndefined();
   });
 });
+
+describe("secrets: hashed passwords, users_file, the environment", () => {
+  // Shapes only: these never reach Bun.password here.
+  const ARGON = "$argon2id$v=19$m=65536,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo";
+  const BCRYPT = `$2b$04$${"a".repeat(53)}`;
+
+  test("users_file: one username:hash per line, comments and blank lines skipped", async () => {
+    const file = `# staff\nann:${ARGON}\n\nbob:${BCRYPT}\n`;
+    const config = await configOf(["--config", "c.toml"], {
+      "c.toml": '[socks]\nusers_file = "users.txt"\n',
+      "users.txt": file,
+    });
+    expect(config.socks.auth).toBe("password");
+    expect(config.socks.users).toEqual([
+      { username: "ann", password_hash: ARGON },
+      { username: "bob", password_hash: BCRYPT },
+    ]);
+  });
+
+  test("a bad users_file line is named by number, never quoted (it may be a pasted password)", async () => {
+    const problems = await problemsOf(["--config", "c.toml"], {
+      "c.toml": '[socks]\nusers_file = "users.txt"\n',
+      "users.txt": `ann:${ARGON}\ncarol:Plaintext-Secret\nno-colon-here\n`,
+    });
+    expect(problems).toEqual([
+      "socks.users_file users.txt, line 2: expected username:hash with a hash from sockpool --hash-password",
+      "socks.users_file users.txt, line 3: expected username:hash with a hash from sockpool --hash-password",
+    ]);
+    expect(problems.join("\n")).not.toContain("Plaintext-Secret");
+  });
+
+  test("a missing users_file is a problem naming it", async () => {
+    expect(
+      await problemsOf(["--config", "c.toml"], { "c.toml": '[socks]\nusers_file = "gone"\n' }),
+    ).toEqual(["socks.users_file gone: not found"]);
+  });
+
+  test("a user in a users_file and inline under the same name is a problem", async () => {
+    const problems = await problemsOf(["--config", "c.toml", "--socks-user", "ann:x"], {
+      "c.toml": '[socks]\nusers_file = "u"\n',
+      u: `ann:${ARGON}\n`,
+    });
+    expect(problems).toHaveLength(1);
+    expect(problems[0]).toContain("a username not already used by socks.users[0]");
+  });
+
+  test("SOCKPOOL_SOCKS_USER adds a user like --socks-user, out of sight of ps", async () => {
+    const result = await resolve([], {}, { SOCKPOOL_SOCKS_USER: "dan:from-env" });
+    expect(result.kind === "config" && result.config.socks.users).toEqual([
+      { username: "dan", password: "from-env" },
+    ]);
+    const bad = await resolve([], {}, { SOCKPOOL_SOCKS_USER: "no-colon-secret" });
+    expect(bad.kind === "error" && bad.problems).toEqual([
+      "$SOCKPOOL_SOCKS_USER: expected USER:PASS, got <redacted> (no ':' in it)",
+    ]);
+  });
+
+  test("password_hash inline, checked for shape; exactly one of password and password_hash", async () => {
+    const toml = (user: string) => ({
+      "c.toml": `[socks]\nauth = "password"\n[[socks.users]]\n${user}\n`,
+    });
+    expect(
+      (await configOf(["--config", "c.toml"], toml(`username = "e"\npassword_hash = "${BCRYPT}"`)))
+        .socks.users,
+    ).toEqual([{ username: "e", password_hash: BCRYPT }]);
+    expect(
+      await problemsOf(["--config", "c.toml"], toml('username = "e"\npassword_hash = "md5:abc"')),
+    ).toEqual([
+      'socks.users[0].password_hash: expected an argon2 ("$argon2id$…") or bcrypt ("$2b$…") hash, as sockpool --hash-password prints, got <redacted>',
+    ]);
+    expect(await problemsOf(["--config", "c.toml"], toml('username = "e"'))).toEqual([
+      "socks.users[0]: expected exactly one of password and password_hash (it has neither), got <redacted>",
+    ]);
+    expect(
+      await problemsOf(
+        ["--config", "c.toml"],
+        toml(`username = "e"\npassword = "p"\npassword_hash = "${BCRYPT}"`),
+      ),
+    ).toEqual([
+      "socks.users[0]: expected exactly one of password and password_hash (it has both), got <redacted>",
+    ]);
+  });
+});

@@ -37,8 +37,8 @@ describe("password redaction", () => {
     });
     expect(lines).toEqual([
       "socks.users[0]: expected a table, got <redacted>",
-      "socks.users[1].password: required option missing",
-      "socks.users[1].pass: unknown option (known options: username, password)",
+      // (No "password missing" on top: the misspelt key is the problem to fix.)
+      "socks.users[1].pass: unknown option (known options: username, password, password_hash)",
     ]);
     expect(lines.join("\n")).not.toContain(SECRET);
     expect(problems({ socks: { users: `alice:${SECRET}` } })).toEqual([

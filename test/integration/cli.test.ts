@@ -82,6 +82,56 @@ describe("sockpool command line", () => {
     expect(result.stdout).toContain('listen = "127.0.0.1:1"');
   });
 
+  test("--hash-password's hash in a users_file logs that user in (and --check hides it)", async () => {
+    const hasher = Bun.spawn([process.execPath, "src/main.ts", "--hash-password"], {
+      cwd: REPO_ROOT,
+      stdin: new TextEncoder().encode("file-pw\n"),
+      stdout: "pipe",
+      stderr: "pipe",
+    });
+    const [hash, code] = await withDeadline(
+      Promise.all([new Response(hasher.stdout).text(), hasher.exited]),
+      20_000,
+      "sockpool --hash-password",
+    );
+    expect(code).toBe(0);
+    expect(hash).toStartWith("$argon2id$");
+    const users = join(tempDir, "users");
+    writeFileSync(users, `# one user\nfran:${hash.trim()}\n`);
+    const config = join(tempDir, "users.toml");
+    writeFileSync(config, `[socks]\nlisten = "127.0.0.1:0"\nusers_file = "${users}"\n`);
+
+    const checked = await runCli(["--config", config, "--check"]);
+    expect(checked.code).toBe(0);
+    expect(checked.stdout).toContain('password_hash = "<redacted>"');
+    expect(checked.stdout).not.toContain("$argon2id$");
+
+    const echo = startEcho();
+    const proxy = await spawnProxy(["--config", config]);
+    try {
+      const { conn, reply } = await socksConnect(proxy.socksPort, "127.0.0.1", echo.port, {
+        auth: { user: "fran", pass: "file-pw" },
+      });
+      expect(reply.code).toBe(0);
+      await conn.write("hashed");
+      expect(text(await conn.read(6))).toBe("hashed");
+      conn.end();
+    } finally {
+      expect(await proxy.stop()).toBe(0);
+      echo.close();
+    }
+  });
+
+  test("--hash-password with nothing on stdin exits 2", async () => {
+    const hasher = Bun.spawn([process.execPath, "src/main.ts", "--hash-password"], {
+      cwd: REPO_ROOT,
+      stdin: "ignore",
+      stdout: "pipe",
+      stderr: "pipe",
+    });
+    expect(await withDeadline(hasher.exited, 20_000, "sockpool --hash-password")).toBe(2);
+  });
+
   test("--check with an invalid configuration exits 2 listing the problems", async () => {
     const result = await runCli(["--check", "--pool-slots", "3"]);
     expect(result.code).toBe(2);

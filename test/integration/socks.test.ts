@@ -309,6 +309,64 @@ describe("SOCKS5 malformed input: a clear reply or a close, and the server keeps
   });
 });
 
+describe("SOCKS5 users with hashed passwords (checked off the event loop)", () => {
+  let handle: TestProxy;
+  let echo: Target;
+
+  beforeAll(async () => {
+    // bcrypt at its lowest cost: the point is the asynchronous path, not the hash's strength.
+    const hash = await Bun.password.hash("h4shed", { algorithm: "bcrypt", cost: 4 });
+    handle = await startTestProxy({
+      socks: { auth: "password", users: [{ username: "dora", password_hash: hash }] },
+      pool: { strategy: "queue" },
+    });
+    echo = startEcho();
+  });
+  afterAll(async () => {
+    await handle.close();
+    echo.close();
+  });
+
+  test("the right password logs in and relays", async () => {
+    const { conn, reply } = await socksConnect(handle.socksPort, "127.0.0.1", echo.port, {
+      auth: { user: "dora", pass: "h4shed" },
+    });
+    expect(reply.code).toBe(REPLY.succeeded);
+    await conn.write("via hash");
+    expect(text(await conn.read(8))).toBe("via hash");
+    conn.end();
+    await expectIdle(handle);
+  });
+
+  test("greeting, login, request and early data in one write: nothing is lost while the hash is checked", async () => {
+    const conn = await connectTcp("127.0.0.1", handle.socksPort);
+    await conn.write(
+      concat(
+        encodeGreeting([SOCKS.password]),
+        encodeAuth("dora", "h4shed"),
+        encodeRequest("127.0.0.1", echo.port),
+        bytes("early!"),
+      ),
+    );
+    expect(toHex(await conn.read(4))).toBe("05 02 01 00");
+    expect((await readReply(conn)).code).toBe(REPLY.succeeded);
+    expect(text(await conn.read(6))).toBe("early!");
+    conn.end();
+    await expectIdle(handle);
+  });
+
+  test("a wrong password → 01 01 and outcome auth_failed", async () => {
+    const conn = await connectTcp("127.0.0.1", handle.socksPort);
+    await conn.write(concat(encodeGreeting([SOCKS.password]), encodeAuth("dora", "nope")));
+    expect(toHex(await conn.readToEnd())).toBe("05 02 01 01");
+    await handle.waitForConnectionLog(
+      (record) => record.outcome === "auth_failed",
+      "the failed hashed login",
+    );
+    expect(JSON.stringify(handle.logs)).not.toContain("h4shed");
+  });
+});
+
 describe("SOCKS5 username/password (RFC 1929)", () => {
   const alice = { user: "alice", pass: "s3cret-pw" };
   let handle: TestProxy;

@@ -201,3 +201,28 @@ describe("encodeHttpResponse", () => {
     );
   });
 });
+
+describe("HttpConnectFront with a check that runs asynchronously (a hashed password)", () => {
+  test("login step with the head consumed, then loginResult dials as the user", async () => {
+    const front = new HttpConnectFront(() => Promise.resolve("ok" as const), MAX);
+    const step = front.feed(bytes(`${CURL}early`));
+    expect(step.kind === "login" && step.consumed).toBe(CURL.length);
+    const verdict = step.kind === "login" ? await step.verdict : "unknown-user";
+    expect(front.loginResult(verdict)).toEqual({
+      kind: "dial",
+      consumed: 0,
+      request: { host: "example.com", port: 443 },
+      user: "alice",
+    });
+  });
+
+  test("busy: 503, logged as a limit, not as a failed login", () => {
+    const front = new HttpConnectFront(() => Promise.resolve("busy" as const), MAX);
+    expect(front.feed(bytes(CURL)).kind).toBe("login");
+    const step = front.loginResult("busy");
+    expect(step).toMatchObject({ kind: "refuse", code: "AUTH_BUSY" });
+    expect(text(step.kind === "refuse" ? step.reply : null)).toStartWith(
+      "HTTP/1.1 503 Service Unavailable\r\n",
+    );
+  });
+});

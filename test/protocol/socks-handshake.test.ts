@@ -38,6 +38,8 @@ function view(step: FrontStep): unknown {
       return { dial: step.request, consumed: step.consumed };
     case "refuse":
       return { refuse: step.code, reply: step.reply === null ? null : toHex(step.reply) };
+    case "login":
+      return { login: step.consumed };
   }
 }
 
@@ -169,5 +171,37 @@ describe("Socks5Handshake", () => {
     const handshake = new Socks5Handshake(null);
     run(handshake, concat(GREETING_NO_AUTH, CONNECT_IPV4));
     expect(() => handshake.feed(CONNECT_IPV4)).toThrow("after the request was read");
+  });
+});
+
+describe("Socks5Handshake with a check that runs asynchronously (a hashed password)", () => {
+  const later = (verdict: LoginVerdict) => () => Promise.resolve(verdict);
+
+  test("login step, then loginResult: 01 00 and the request as usual", async () => {
+    const handshake = new Socks5Handshake(later("ok"));
+    expect(view(handshake.feed(GREETING_PASSWORD))).toEqual({ reply: "05 02", consumed: 3 });
+    const step = handshake.feed(concat(LOGIN_ALICE, CONNECT_IPV4));
+    expect(step.kind === "login" && step.consumed).toBe(LOGIN_ALICE.length);
+    const verdict = step.kind === "login" ? await step.verdict : "unknown-user";
+    expect(view(handshake.loginResult(verdict))).toEqual({ reply: "01 00", consumed: 0 });
+    expect(handshake.feed(CONNECT_IPV4)).toMatchObject({ kind: "dial", user: "alice" });
+  });
+
+  test.each([
+    ["wrong-password", "AUTH_FAILED", "alice"],
+    ["unknown-user", "AUTH_FAILED", undefined],
+    ["busy", "AUTH_BUSY", undefined],
+  ] as const)("a %s verdict refuses with %s, 01 01", async (verdict, code, username) => {
+    const handshake = new Socks5Handshake(later(verdict));
+    handshake.feed(GREETING_PASSWORD);
+    const step = handshake.feed(LOGIN_ALICE);
+    expect(step.kind).toBe("login");
+    const refusal = handshake.loginResult(verdict);
+    expect(view(refusal)).toEqual({ refuse: code, reply: "01 01" });
+    expect(refusal.kind === "refuse" && refusal.username).toBe(username);
+  });
+
+  test("loginResult without a login step is a bug, not a silent success", () => {
+    expect(() => new Socks5Handshake(later("ok")).loginResult("ok")).toThrow("assert");
   });
 });
