@@ -42,9 +42,7 @@ export class RateLimitedTelemetry implements Telemetry {
     const suppressed = seen?.suppressed ?? 0;
     this.last.set(key, { at: now, suppressed: 0 });
     try {
-      this.send(
-        suppressed === 0 ? event : { ...event, fields: { ...event.fields, suppressed } },
-      );
+      this.send(suppressed === 0 ? event : { ...event, fields: { ...event.fields, suppressed } });
     } catch {
       // A closed channel (the Worker is stopping): telemetry is best effort by contract.
     }

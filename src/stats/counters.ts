@@ -96,7 +96,12 @@ export const FIELD = {
   refused: 2 * KINDS + OUTCOMES.length + REPLY_LABELS.length + 2,
   handshake: 2 * KINDS + OUTCOMES.length + REPLY_LABELS.length + 2 + REFUSAL_REASONS.length,
   connect:
-    2 * KINDS + OUTCOMES.length + REPLY_LABELS.length + 2 + REFUSAL_REASONS.length + HISTOGRAM_WORDS,
+    2 * KINDS +
+    OUTCOMES.length +
+    REPLY_LABELS.length +
+    2 +
+    REFUSAL_REASONS.length +
+    HISTOGRAM_WORDS,
 } as const;
 const USED_WORDS = FIELD.connect + HISTOGRAM_WORDS;
 const LINE_WORDS = CACHE_LINE_BYTES / Float64Array.BYTES_PER_ELEMENT;
