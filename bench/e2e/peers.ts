@@ -132,6 +132,8 @@ export function sockpoolPeer(strategy: string): PeerSpec {
         ]),
         "--pool-strategy",
         strategy,
+        "--admin",
+        "127.0.0.1:0", // never the default 9090: runs in parallel must not collide
         "--workers",
         String(SOCKPOOL_WORKERS),
         "--log-level",
