@@ -194,7 +194,9 @@ export interface AdminServer {
 export class AdminListenError extends Error {
   constructor(listen: string, cause: unknown) {
     const code = (cause as { code?: string }).code;
-    const reason = code ?? (cause instanceof Error ? cause.message : String(cause));
+    const message = cause instanceof Error ? cause.message : String(cause);
+    const reason =
+      code === undefined || message.startsWith(code) ? message : `${code} (${message})`;
     const fix =
       code === "EADDRINUSE"
         ? "another process serves that port: stop it, or choose another with --admin HOST:PORT (or [admin] listen), or --admin off"

@@ -465,7 +465,7 @@ export class Connection implements PipeOwner {
     return {
       worker: this.ctx.worker,
       kind: this.listener.kind,
-      listener: this.listener.listen,
+      listener: formatHostPort(this.listener.host, this.listener.port), // as bound: port 0 resolved
       client: this.clientAddress,
       target: this.target,
       ...(this.user === undefined ? {} : { user: this.user }),
