@@ -67,6 +67,16 @@ function pinPorts(config: Config, listeners: readonly ListenerInfo[]): Config {
   };
 }
 
+/** One line for an event from Bun's report of an uncaught error, which quotes the source around
+ *  the throw before the `error: message` line. */
+function errorSummary(report: string): string {
+  if (report === "") return "exited";
+  const lines = report.split("\n").map((line) => line.trim());
+  const line =
+    lines.find((text) => text.startsWith("error: ")) ?? lines.find((text) => text !== "");
+  return (line ?? report).replace(/^error: /, "").slice(0, 200);
+}
+
 export class Supervisor {
   private config: Config;
   private readonly memory: PoolMemory;
@@ -296,7 +306,7 @@ export class Supervisor {
         kind: "worker_crashed",
         level: "error",
         message: `worker ${index} crashed: reclaimed ${slots} slots, ${connections} connections`,
-        fields: { worker: index, slots, connections, error: slot.lastError || "exited" },
+        fields: { worker: index, slots, connections, error: errorSummary(slot.lastError) },
       },
       index,
     );
