@@ -3,6 +3,7 @@
 // telemetry ring. Not HTTP (server.ts) and not the exposition (metrics.ts).
 
 import type { Config } from "../config/schema.ts";
+import { formatHostPort } from "../protocol/host-port.ts";
 import type { ListenerInfo, ProxySnapshot } from "../proxy/server.ts";
 import { readCounters, type CounterTotals } from "../stats/counters.ts";
 import type { TelemetryRing } from "./telemetry.ts";
@@ -97,7 +98,7 @@ export function statusView(sources: AdminSources, nowMs = Date.now()): StatusRes
     ready: isReady(sources),
     listeners: sources.listeners().map((listener) => ({
       kind: listener.kind,
-      address: `${listener.host.includes(":") ? `[${listener.host}]` : listener.host}:${listener.port}`,
+      address: formatHostPort(listener.host, listener.port),
       ...(listener.target === undefined ? {} : { target: listener.target }),
     })),
     connections_open: sum(Object.values(total.open)),
