@@ -6,7 +6,12 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { StatusResponse, TelemetryEvent, TelemetryResponse } from "../../src/admin/types.ts";
+import type {
+  ConnectionsResponse,
+  StatusResponse,
+  TelemetryEvent,
+  TelemetryResponse,
+} from "../../src/admin/types.ts";
 import { cleanup } from "../support/cleanup.ts";
 import { runCli, spawnProxy } from "../support/proxy-process.ts";
 import { connectTcp } from "../support/sockets.ts";
@@ -28,11 +33,16 @@ function configFile(name: string, text: string): string {
 }
 
 /** Polls GET `path` until `done` holds for its JSON; returns that body. */
-async function pollJson<T>(admin: string, path: string, done: (body: T) => boolean): Promise<T> {
+async function pollJson<T>(
+  admin: string,
+  path: string,
+  done: (body: T) => boolean,
+  token?: string,
+): Promise<T> {
   let last: T | null = null;
   const started = performance.now();
   while (performance.now() - started < 10_000) {
-    last = await getJson<T>(admin, path);
+    last = await getJson<T>(admin, path, token);
     if (done(last)) return last;
     await Bun.sleep(20);
   }
@@ -42,11 +52,14 @@ async function pollJson<T>(admin: string, path: string, done: (body: T) => boole
 describe("the token", () => {
   test("with admin.token set, every path needs Authorization: Bearer TOKEN (401 otherwise)", async () => {
     const token = "s3cret-admin-token-0123";
+    const echo = startEcho();
     const proxy = await spawnProxy([
       "--config",
       configFile("token.toml", `[admin]\ntoken = "${token}"\n`),
       "--socks",
       "127.0.0.1:0",
+      "--socks-user",
+      "alice:wonderland",
       "--workers",
       "2",
     ]);
@@ -75,8 +88,30 @@ describe("the token", () => {
         headers: { authorization: `Bearer ${token}` },
       });
       expect(metrics.status).toBe(200);
+
+      // With password auth a connection lists its user; one that has sent nothing is in "front",
+      // its target not known yet.
+      const authed = await socksConnect(proxy.socksPort, "127.0.0.1", echo.port, {
+        auth: { user: "alice", pass: "wonderland" },
+      });
+      const silent = await connectTcp("127.0.0.1", proxy.socksPort);
+      const page = await pollJson<ConnectionsResponse>(
+        proxy.admin,
+        "/api/connections",
+        (body) => body.total === 2,
+        token,
+      );
+      // Sorted here: two Workers' ages can tie at whole milliseconds.
+      const rows = page.connections.map((c) => [c.phase, c.user ?? null, c.target]).sort();
+      expect(rows).toEqual([
+        ["front", null, ""],
+        ["relay", "alice", `127.0.0.1:${echo.port}`],
+      ]);
+      authed.conn.end();
+      silent.end();
     } finally {
       await proxy.stop();
+      echo.close();
     }
   });
 
