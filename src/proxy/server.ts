@@ -51,7 +51,8 @@ export interface ProxyStats {
   pool: PoolStats;
 }
 
-/** What the admin API asks a Worker for (src/admin/snapshot.ts): what only the Worker knows. */
+/** What the admin API asks a Worker for (src/admin/views.ts, takeSnapshots): what only the Worker
+ *  knows. */
 export interface ProxySnapshot {
   connections_open: number;
   backlog_bytes: number;

@@ -1,7 +1,7 @@
 // The proxy's counters: one block of Float64 words per Worker in one SharedArrayBuffer, written by
 // that Worker with plain stores and summed on the main thread only when the admin API is read. Not
 // the exposition (src/admin/metrics.ts) and not the buffer pool's own counts (the pool keeps them
-// per thread; the admin server asks each Worker for them, see src/admin/snapshot.ts).
+// per thread; the admin server asks each Worker for them: src/admin/views.ts, takeSnapshots).
 //
 // Layout: Worker w's block starts at word w · BLOCK_WORDS; a block is padded to whole 128-byte
 // cache lines, so two Workers never write the same line. Inside a block (word offsets in FIELD):
@@ -156,8 +156,9 @@ export class WorkerCounters {
     return new WorkerCounters(createCounterMemory(1), 0);
   }
 
-  /** The word index for `kind`, resolved once per connection rather than per event. */
-  kind(kind: string): number {
+  /** The word index for `kind`, resolved once per connection rather than per event. Typed, so a
+   *  listener kind added to ListenerInfo fails to compile until LISTENER_KINDS has it too. */
+  kind(kind: ListenerKind): number {
     return kindIndex(kind);
   }
 
