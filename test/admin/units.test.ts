@@ -4,13 +4,14 @@
 
 import { describe, expect, test } from "bun:test";
 import { Exposition, escapeLabelValue } from "../../src/admin/exposition.ts";
-import { bearerCheck } from "../../src/admin/server.ts";
+import { adminHandler, bearerCheck, SILENT_WORKERS_HEADER } from "../../src/admin/server.ts";
 import { RateLimitedTelemetry, TelemetryRing } from "../../src/admin/telemetry.ts";
 import type { TelemetryInput, UpstreamDestinationStats } from "../../src/admin/types.ts";
-import { mergeDestinations, topDestinations } from "../../src/admin/upstream.ts";
+import { mergeDestinations, topDestinations, UPSTREAM_POOL_OFF } from "../../src/admin/upstream.ts";
+import type { ProxySnapshot } from "../../src/proxy/server.ts";
 import { DEFAULT_CONFIG } from "../../src/config/schema.ts";
 import { createLogger } from "../../src/log.ts";
-import { createPoolMemory } from "../../src/pool/index.ts";
+import { createPool, createPoolMemory } from "../../src/pool/index.ts";
 import {
   BLOCK_WORDS,
   createCounterMemory,
@@ -237,4 +238,55 @@ describe("Supervisor.snapshot", () => {
     }
     expect(supervisor.ready()).toBe(false);
   }, 10_000);
+});
+
+describe("a Worker that does not answer, over HTTP", () => {
+  test("its numbers are left out and the response names it in a header", async () => {
+    const pool = createPool({ strategy: "queue-ts", slots: 16, slot_bytes: 1024 });
+    const answer: ProxySnapshot = {
+      connections_open: 0,
+      backlog_bytes: 0,
+      pool: pool.stats(),
+      connections: [],
+      upstream_destinations: [],
+    };
+    const handle = adminHandler(
+      {
+        config: DEFAULT_CONFIG,
+        version: "0.0.0",
+        startedAtMs: Date.now(),
+        workers: {
+          counters: createCounterMemory(2),
+          ready: () => true,
+          workerStates: () => [
+            { worker: 0, up: true, restarts: 0 },
+            { worker: 1, up: true, restarts: 0 },
+          ],
+          snapshot: async () => [answer, null],
+        },
+        telemetry: new TelemetryRing(),
+        listeners: () => [],
+        bufferPool: {
+          strategy: "queue-ts",
+          backend: () => "typescript",
+          slots: 16,
+          slot_bytes: 1024,
+        },
+        upstreamPool: UPSTREAM_POOL_OFF,
+        stopping: () => false,
+      },
+      createLogger({ level: "error", format: "json", write: () => {} }),
+    );
+    const response = await handle(new Request("http://127.0.0.1/api/buffers/stats"));
+    expect(response.headers.get(SILENT_WORKERS_HEADER)).toBe("1");
+    const body = (await response.json()) as {
+      per_worker: { worker: number }[];
+      slots_free: number;
+    };
+    expect(body.per_worker.map((entry) => entry.worker)).toEqual([0]);
+    expect(body.slots_free).toBe(16);
+    const metrics = await (await handle(new Request("http://127.0.0.1/metrics"))).text();
+    expect(metrics).toContain('sockpool_worker_responding{worker="1"} 0');
+    expect(metrics).toContain('sockpool_worker_responding{worker="0"} 1');
+  });
 });
