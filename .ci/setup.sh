@@ -43,12 +43,13 @@ bash .ci/zig.sh build
 say "native library: $(ls zig-out/lib/libsockpool.*)"
 
 # 4. Real clients and peers, only when asked (Debian packages):
-#    --test-tools   curl, proxychains4, iperf3: the integration tests' real clients
+#    --test-tools   curl, proxychains4, iperf3: the integration tests' real clients; prometheus for
+#                   promtool (checks /metrics), chromium (loads the status page headless)
 #    --bench-tools  the above, plus dante-server, microsocks, haproxy: bun run bench:e2e's peers
 want=()
 for flag in "$@"; do
   case "$flag" in
-    --test-tools) want+=(curl:curl proxychains4:proxychains4 iperf3:iperf3) ;;
+    --test-tools) want+=(curl:curl proxychains4:proxychains4 iperf3:iperf3 promtool:prometheus chromium:chromium) ;;
     --bench-tools) want+=(curl:curl proxychains4:proxychains4 iperf3:iperf3 danted:dante-server microsocks:microsocks haproxy:haproxy) ;;
     *) echo "setup: unknown option $flag (expected --test-tools or --bench-tools)" >&2; exit 2 ;;
   esac
@@ -64,7 +65,8 @@ if [ ${#missing[@]} -gt 0 ]; then
   say "installing ${missing[*]} from Debian's packages"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  # policy-rc.d 101: packages that ship a daemon (dante-server, haproxy) must not start one here.
+  # policy-rc.d 101: packages that ship a daemon (dante-server, haproxy, prometheus) must not start
+  # one here.
   made_policy=0
   if [ ! -e /usr/sbin/policy-rc.d ]; then
     printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && made_policy=1

@@ -1,9 +1,13 @@
 #!/usr/bin/env bun
-// sockpool's entry point: config → pool memory → supervised Workers, and a graceful stop on
-// SIGTERM/SIGINT. Not the proxy itself (src/proxy/, run inside each Worker by src/worker.ts).
+// sockpool's entry point: config → pool memory → the admin API → supervised Workers, and a graceful
+// stop on SIGTERM/SIGINT. Not the proxy itself (src/proxy/, run inside each Worker by src/worker.ts)
+// nor the admin API's answers (src/admin/).
 
 import packageJson from "../package.json" with { type: "json" };
 import { stringify as stringifyToml } from "smol-toml";
+import { type AdminServer, startAdminServer } from "./admin/server.ts";
+import { TelemetryRing } from "./admin/telemetry.ts";
+import { UPSTREAM_POOL_OFF } from "./admin/upstream.ts";
 import { CONFIG_EXIT_CODE, redactSecrets } from "./config/errors.ts";
 import { loadConfig } from "./config/load.ts";
 import { workerCount } from "./config/schema.ts";
@@ -13,6 +17,7 @@ import { attachPool, createPoolMemory } from "./pool/index.ts";
 import { assertAddressesFree } from "./port-probe.ts";
 import { formatHostPort } from "./protocol/host-port.ts";
 import { hashPassword } from "./proxy/credentials.ts";
+import type { ListenerInfo } from "./proxy/server.ts";
 import { Supervisor } from "./supervisor.ts";
 
 const result = await loadConfig(Bun.argv.slice(2), process.env);
@@ -102,9 +107,50 @@ const memory = createPoolMemory(
   { log },
 );
 const supervisor = new Supervisor(config, memory, workers, log);
+const telemetry = new TelemetryRing();
+supervisor.onEvent = (event, worker) => telemetry.push(event, worker);
+let stopping = false;
+let listening: ListenerInfo[] = [];
+let poolBackend: string = memory.backend;
+
+// The admin API starts before the Workers, so a port it cannot bind stops the start before any
+// listener opens, and /readyz answers 503 until every Worker listens.
+let admin: AdminServer | null = null;
+if (config.admin.listen !== "off") {
+  try {
+    admin = startAdminServer(
+      {
+        config,
+        version: packageJson.version,
+        startedAtMs: Date.now(),
+        workers: supervisor,
+        telemetry,
+        listeners: () => listening,
+        bufferPool: {
+          strategy: memory.strategy,
+          backend: () => poolBackend,
+          slots: memory.slots,
+          slot_bytes: memory.slot_bytes,
+        },
+        // The upstream pool's counts are read here once src/upstream/ gives them shared memory.
+        upstreamPool: UPSTREAM_POOL_OFF,
+        stopping: () => stopping,
+      },
+      log,
+    );
+  } catch (error) {
+    log.error("cannot start", { error: (error as Error).message });
+    process.exit(1);
+  }
+  log.info("admin listening", {
+    address: admin.address,
+    token: config.admin.token === undefined ? "none" : "required",
+  });
+}
 
 try {
   const { listeners, backends } = await supervisor.start();
+  listening = listeners;
   for (const listener of listeners) {
     log.info("listening", {
       kind: listener.kind,
@@ -112,11 +158,12 @@ try {
       target: listener.target,
     });
   }
+  // What the Workers attached with; "mixed" would mean some could not load the library.
+  poolBackend = new Set(backends).size === 1 ? backends[0]! : "mixed";
   log.info("ready", {
     workers,
     pool_strategy: memory.strategy,
-    // What the Workers attached with; "mixed" would mean some could not load the library.
-    pool_backend: new Set(backends).size === 1 ? backends[0] : "mixed",
+    pool_backend: poolBackend,
     pool_slots: memory.slots,
     slot_bytes: memory.slot_bytes,
     auth: config.socks.enabled ? config.socks.auth : undefined,
@@ -127,10 +174,9 @@ try {
   process.exit(1);
 }
 
-let stopping = false;
 async function stop(signal: string): Promise<void> {
   if (stopping) return;
-  stopping = true;
+  stopping = true; // from now /readyz answers 503, while the Workers drain
   const graceMs = config.server.shutdown_timeout_ms;
   log.info("stopping", {
     signal,
@@ -146,6 +192,7 @@ async function stop(signal: string): Promise<void> {
     pool_slots: pool.slots,
     pool_free: pool.free,
   });
+  await admin?.stop();
   process.exit(0);
 }
 process.on("SIGTERM", () => void stop("SIGTERM"));

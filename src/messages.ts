@@ -1,9 +1,10 @@
 // The messages between the main thread (supervisor) and its Workers. Plain data: every field
 // survives structured cloning, and SharedArrayBuffers are shared rather than copied.
 
+import type { TelemetryInput } from "./admin/types.ts";
 import type { Config } from "./config/schema.ts";
 import type { PoolBackend, PoolMemory } from "./pool/index.ts";
-import type { ListenerInfo, ProxyStats } from "./proxy/server.ts";
+import type { ListenerInfo, ProxySnapshot, ProxyStats } from "./proxy/server.ts";
 
 export type ToWorker =
   | {
@@ -15,12 +16,20 @@ export type ToWorker =
       openConnections: SharedArrayBuffer;
       /** The per-client table (src/proxy/clients.ts), shared by every Worker. */
       clients: SharedArrayBuffer;
+      /** The counters, one block per Worker (src/stats/counters.ts). */
+      counters: SharedArrayBuffer;
     }
   | { type: "shutdown"; graceMs: number }
+  /** The admin API asks for what only the Worker knows (lists, its pool counts): answered with a
+   *  `snapshot` carrying the same id, with up to `connections` of its oldest open connections. */
+  | { type: "snapshot"; id: number; connections: number }
   // Fault injection only (SOCKPOOL_FAULT_INJECTION=1, see main.ts): die of an uncaught error.
   | { type: "crash" };
 
 export type FromWorker =
   | { type: "ready"; index: number; listeners: ListenerInfo[]; backend: PoolBackend }
   | { type: "fatal"; index: number; message: string }
-  | { type: "stopped"; index: number; stats: ProxyStats };
+  | { type: "stopped"; index: number; stats: ProxyStats }
+  | { type: "snapshot"; index: number; id: number; snapshot: ProxySnapshot }
+  /** Something operational happened (already rate-limited by the Worker): for the telemetry ring. */
+  | { type: "event"; index: number; event: TelemetryInput };

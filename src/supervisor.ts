@@ -9,6 +9,7 @@
 // or words (pool/slab-pool.ts and proxy/admission.ts say what a Worker killed mid-operation leaks).
 
 import { SHARE_ENV } from "node:worker_threads";
+import type { TelemetryInput } from "./admin/types.ts";
 import type { Config } from "./config/schema.ts";
 import { LIMITS } from "./limits.ts";
 import type { Logger } from "./log.ts";
@@ -21,7 +22,8 @@ import {
   reclaimConnections,
 } from "./proxy/admission.ts";
 import { createClientTableMemory } from "./proxy/clients.ts";
-import type { ListenerInfo } from "./proxy/server.ts";
+import type { ListenerInfo, ProxySnapshot } from "./proxy/server.ts";
+import { createCounterMemory, reclaimCounters } from "./stats/counters.ts";
 
 const {
   restart_delay_ms_min: RESTART_DELAY_MS_MIN,
@@ -37,6 +39,12 @@ interface Ready {
 
 interface Slot {
   worker: Worker | null;
+  /** The Worker has reported `ready` (its listeners are bound) and has not exited since. */
+  listening: boolean;
+  /** Restarts after a crash since start. */
+  restarts: number;
+  /** The last uncaught error the Worker died of, for the crash event. */
+  lastError: string;
   startedAt: number;
   restartDelayMs: number;
   restartTimer: ReturnType<typeof setTimeout> | null;
@@ -59,6 +67,16 @@ function pinPorts(config: Config, listeners: readonly ListenerInfo[]): Config {
   };
 }
 
+/** One line for an event from Bun's report of an uncaught error, which quotes the source around
+ *  the throw before the `error: message` line. */
+function errorSummary(report: string): string {
+  if (report === "") return "exited";
+  const lines = report.split("\n").map((line) => line.trim());
+  const line =
+    lines.find((text) => text.startsWith("error: ")) ?? lines.find((text) => text !== "");
+  return (line ?? report).replace(/^error: /, "").slice(0, 200);
+}
+
 export class Supervisor {
   private config: Config;
   private readonly memory: PoolMemory;
@@ -69,6 +87,16 @@ export class Supervisor {
   private readonly open: Int32Array;
   private readonly slots: Slot[];
   private stopping = false;
+  /** The counters, one block per Worker (src/stats/counters.ts); read by the admin API. */
+  readonly counters: SharedArrayBuffer;
+  /** Where operational events go: the Workers' (with their index) and the supervisor's own (crash,
+   *  restart). Main sets it to the admin API's ring; nowhere by default. */
+  onEvent: (event: TelemetryInput, worker?: number) => void = () => {};
+  private snapshotId = 0;
+  private readonly pendingSnapshots = new Map<
+    number,
+    (worker: number, snapshot: ProxySnapshot) => void
+  >();
 
   private readonly workerUrl: string;
 
@@ -87,8 +115,12 @@ export class Supervisor {
     this.log = log;
     this.openConnections = new SharedArrayBuffer(openConnectionsBytes(workers));
     this.open = new Int32Array(this.openConnections);
+    this.counters = createCounterMemory(workers);
     this.slots = Array.from({ length: workers }, () => ({
       worker: null,
+      listening: false,
+      restarts: 0,
+      lastError: "",
       startedAt: 0,
       restartDelayMs: RESTART_DELAY_MS_MIN,
       restartTimer: null,
@@ -103,6 +135,48 @@ export class Supervisor {
     this.config = pinPorts(this.config, first.listeners);
     const rest = await Promise.all(this.slots.slice(1).map((_, i) => this.spawn(i + 1)));
     return { listeners: first.listeners, backends: [first, ...rest].map((ready) => ready.backend) };
+  }
+
+  /** True when every Worker is listening and no stop has begun (GET /readyz). */
+  ready(): boolean {
+    return !this.stopping && this.slots.every((slot) => slot.listening);
+  }
+
+  /** Each Worker's state, by index. */
+  workerStates(): { worker: number; up: boolean; restarts: number }[] {
+    return this.slots.map((slot, worker) => ({
+      worker,
+      up: slot.listening,
+      restarts: slot.restarts,
+    }));
+  }
+
+  /** Asks every running Worker for its snapshot (with up to `connections` open connections each)
+   *  and resolves after all have answered or `timeoutMs` has passed: null for a Worker that is not
+   *  running or did not answer in time. Never waits longer than `timeoutMs`. */
+  snapshot(connections: number, timeoutMs: number): Promise<(ProxySnapshot | null)[]> {
+    const id = ++this.snapshotId;
+    const answers: (ProxySnapshot | null)[] = this.slots.map(() => null);
+    let waiting = 0;
+    for (const slot of this.slots) {
+      if (slot.worker === null || !slot.listening) continue;
+      waiting++;
+      this.send(slot.worker, { type: "snapshot", id, connections });
+    }
+    if (waiting === 0) return Promise.resolve(answers);
+    return new Promise((resolve) => {
+      const finish = () => {
+        clearTimeout(timer);
+        this.pendingSnapshots.delete(id);
+        resolve(answers);
+      };
+      const timer = setTimeout(finish, timeoutMs);
+      this.pendingSnapshots.set(id, (worker, snapshot) => {
+        if (answers[worker] !== null) return;
+        answers[worker] = snapshot;
+        if (--waiting === 0) finish();
+      });
+    });
   }
 
   /** Open connections across every Worker. */
@@ -133,6 +207,7 @@ export class Supervisor {
           this.log.warn("worker did not stop in time; terminating it", { worker: index });
         worker.terminate();
         slot.worker = null;
+        slot.listening = false;
       }),
     );
   }
@@ -164,8 +239,13 @@ export class Supervisor {
       let ready = false;
       worker.addEventListener("message", (event: MessageEvent<FromWorker>) => {
         const message = event.data;
-        if (message.type === "ready") {
+        if (message.type === "event") {
+          this.onEvent(message.event, index);
+        } else if (message.type === "snapshot") {
+          this.pendingSnapshots.get(message.id)?.(index, message.snapshot);
+        } else if (message.type === "ready") {
           ready = true;
+          slot.listening = true;
           resolve({ listeners: message.listeners, backend: message.backend });
         } else if (message.type === "fatal") {
           slot.stopping = true; // a Worker that cannot listen would fail the same way again
@@ -174,11 +254,15 @@ export class Supervisor {
         }
       });
       worker.addEventListener("error", (event) => {
+        slot.lastError = event.message;
         this.log.error("worker crashed", { worker: index, error: event.message });
         if (!ready) reject(new Error(`worker ${index} crashed while starting: ${event.message}`));
       });
       worker.addEventListener("close", () => {
-        if (slot.worker === worker) slot.worker = null;
+        if (slot.worker === worker) {
+          slot.worker = null;
+          slot.listening = false;
+        }
         if (slot.stopping || this.stopping) return;
         this.reclaim(index); // before any restart: the next Worker `index` must find no old marks
         if (ready) this.scheduleRestart(index);
@@ -190,6 +274,7 @@ export class Supervisor {
         memory: this.memory,
         openConnections: this.openConnections,
         clients: this.clients,
+        counters: this.counters,
       });
     });
   }
@@ -209,11 +294,23 @@ export class Supervisor {
       });
     }
     const connections = reclaimConnections(this.open, index);
+    reclaimCounters(this.counters, index);
     this.log.warn(`worker crashed: reclaimed ${slots} slots, ${connections} connections`, {
       worker: index,
       slots,
       connections,
     });
+    const slot = this.slots[index]!;
+    this.onEvent(
+      {
+        kind: "worker_crashed",
+        level: "error",
+        message: `worker ${index} crashed: reclaimed ${slots} slots, ${connections} connections`,
+        fields: { worker: index, slots, connections, error: errorSummary(slot.lastError) },
+      },
+      index,
+    );
+    slot.lastError = "";
   }
 
   private scheduleRestart(index: number): void {
@@ -227,7 +324,19 @@ export class Supervisor {
       slot.restartTimer = null;
       if (this.stopping) return;
       this.spawn(index).then(
-        () => this.log.info("worker restarted", { worker: index }),
+        () => {
+          slot.restarts++;
+          this.log.info("worker restarted", { worker: index });
+          this.onEvent(
+            {
+              kind: "worker_restarted",
+              level: "info",
+              message: `worker ${index} restarted after ${delayMs} ms`,
+              fields: { worker: index, delay_ms: delayMs, restarts: slot.restarts },
+            },
+            index,
+          );
+        },
         (error: Error) =>
           this.log.error("worker restart failed", { worker: index, error: error.message }),
       );

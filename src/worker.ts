@@ -2,14 +2,18 @@
 // reusePort) and stops gracefully when told. Not supervision: a crash here is the supervisor's to
 // log and repair.
 
+import { RateLimitedTelemetry } from "./admin/telemetry.ts";
 import { createLogger } from "./log.ts";
 import type { FromWorker, ToWorker } from "./messages.ts";
 import { attachPool } from "./pool/index.ts";
 import { type ProxyServer, startProxy } from "./proxy/server.ts";
+import { WorkerCounters } from "./stats/counters.ts";
 
 declare const self: Worker;
 
 let server: ProxyServer | null = null;
+/** The server while it drains after a shutdown message: still answers the admin API. */
+let draining: ProxyServer | null = null;
 let index = -1;
 
 function post(message: FromWorker): void {
@@ -32,6 +36,9 @@ async function start(message: Extract<ToWorker, { type: "start" }>): Promise<voi
       openConnections: new Int32Array(message.openConnections),
       clients: message.clients,
       worker: index,
+      counters: new WorkerCounters(message.counters, index),
+      // Rate-limited here, at the producer, so a flood of refusals costs one message per second.
+      telemetry: new RateLimitedTelemetry((event) => post({ type: "event", index, event })),
     });
     post({ type: "ready", index, listeners: [...server.listeners], backend: pool.backend });
   } catch (error) {
@@ -43,7 +50,9 @@ async function shutdown(graceMs: number): Promise<void> {
   if (server === null) return;
   const closing = server;
   server = null;
+  draining = closing;
   await closing.close(graceMs);
+  draining = null;
   post({ type: "stopped", index, stats: closing.stats() });
 }
 
@@ -57,9 +66,17 @@ function injectedCrash(): void {
   }, 0);
 }
 
+/** The admin API's question: answered at once, even while stopping (then with nothing open). */
+function snapshot(id: number, connections: number): void {
+  const current = server ?? draining;
+  if (current === null) return; // not started: the admin server reports this Worker as silent
+  post({ type: "snapshot", index, id, snapshot: current.snapshot(connections) });
+}
+
 self.onmessage = (event: MessageEvent<ToWorker>) => {
   const message = event.data;
   if (message.type === "start") void start(message);
   else if (message.type === "crash") injectedCrash();
+  else if (message.type === "snapshot") snapshot(message.id, message.connections);
   else void shutdown(message.graceMs);
 };

@@ -121,7 +121,7 @@ test("a proxy out of file descriptors keeps running and serves again once they f
     [
       "bash",
       "-c",
-      "ulimit -n 64 && exec bun src/main.ts --socks 127.0.0.1:0 --workers 1 --log-format json",
+      "ulimit -n 64 && exec bun src/main.ts --socks 127.0.0.1:0 --workers 1 --admin 127.0.0.1:0 --log-format json",
     ],
     { cwd: new URL("..", import.meta.url).pathname, stdout: "ignore", stderr: "pipe" },
   );

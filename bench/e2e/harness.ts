@@ -49,7 +49,8 @@ export interface Route {
   spec: PeerSpec | null; // null: direct
 }
 
-function kindsOf(spec: PeerSpec): PathKind[] {
+function kindsOf(spec: PeerSpec): readonly PathKind[] {
+  if (spec.kinds !== undefined) return spec.kinds;
   switch (spec.family) {
     case "sockpool":
       return ["socks", "forward"];

@@ -28,6 +28,7 @@ import {
   microsocksPeer,
   type PeerName,
   type PeerSpec,
+  ADMIN_SCRAPE_MS,
   SOCKPOOL_POOL,
   SOCKPOOL_WORKERS,
   sockpoolPeer,
@@ -67,7 +68,11 @@ async function main(): Promise<number> {
       : null;
 
     const specs: PeerSpec[] = [];
-    if (peerNames.includes("sockpool")) specs.push(...strategies.map(sockpoolPeer));
+    if (peerNames.includes("sockpool")) {
+      specs.push(...strategies.map((strategy) => sockpoolPeer(strategy)));
+      // The admin API's cost: the first strategy again with --admin off (SOCKS5 throughput only).
+      if (sections.includes("throughput")) specs.push(sockpoolPeer(strategies[0]!, "off"));
+    }
     const others: [PeerName, () => PeerSpec][] = [
       ["dante", dantePeer],
       ["microsocks", microsocksPeer],
@@ -126,6 +131,11 @@ async function main(): Promise<number> {
       `servers on 127.0.0.1: echo ${targets.echoPort}, echo-close ${targets.closePort}, ` +
         `bulk ${targets.bulkPort}, iperf3 ${iperfPort}`,
     );
+    /** The context of one section: only the peers that run in it. */
+    const forSection = (section: string): Context => ({
+      ...context,
+      specs: specs.filter((spec) => spec.sections === undefined || spec.sections.includes(section)),
+    });
     const context: Context = {
       options,
       dir,
@@ -172,10 +182,12 @@ async function main(): Promise<number> {
           backlog_bytes_max: SOCKPOOL_POOL.backlogBytesMax,
         },
       },
-      throughput: sections.includes("throughput") ? await measureThroughput(context) : [],
-      rate: sections.includes("rate") ? await measureRate(context) : [],
-      idle: sections.includes("idle") ? await measureIdle(context) : [],
-      slow: sections.includes("slow") ? await measureSlow(context) : [],
+      throughput: sections.includes("throughput")
+        ? await measureThroughput(forSection("throughput"))
+        : [],
+      rate: sections.includes("rate") ? await measureRate(forSection("rate")) : [],
+      idle: sections.includes("idle") ? await measureIdle(forSection("idle")) : [],
+      slow: sections.includes("slow") ? await measureSlow(forSection("slow")) : [],
       targets: [],
       notes,
       skipped,
@@ -205,6 +217,9 @@ async function main(): Promise<number> {
     "microsocks starts one thread per connection (a 1 KiB relay buffer each); Dante forks negotiate, request " +
       "and io child processes, so its RSS is summed over the process tree, which counts shared pages once per process (the PSS column splits them).",
     "HAProxy runs in tcp mode with nbthread 2; it and sockpool's forward listeners skip the SOCKS5 handshake.",
+    `sockpool runs with its admin API on (a free port) and the benchmark scrapes its /metrics every ${ADMIN_SCRAPE_MS / 1000} s; ` +
+      'the row marked "admin off" is the same sockpool with --admin off, measured in the same run. The Workers\' ' +
+      "counters are written in both (one Float64 add per relayed chunk): the comparison shows the admin server and its scrapes.",
     "In the rate test the echo server closes first after echoing, and the close travels back through the proxy: " +
       "TIME_WAIT then stays on listening ports. With the client closing first, each connection would tie up an " +
       "ephemeral port for 60 s, the 28k of them run out within seconds, and Dante (which binds its outgoing " +

@@ -59,6 +59,10 @@ export interface PeerSpec {
   label: string;
   /** null when installed; else why not. */
   missing: string | null;
+  /** The sections it runs in (all when absent) and its listener kinds (its family's when absent):
+   *  a variant measured for one comparison only. */
+  sections?: readonly string[];
+  kinds?: readonly ("socks" | "forward")[];
   start(context: StartContext): Promise<RunningPeer>;
 }
 
@@ -104,14 +108,35 @@ async function ready(
 
 // ── sockpool ───────────────────────────────────────────────────────────────────────────────────
 
-export function sockpoolPeer(strategy: string): PeerSpec {
+/** How often the benchmark scrapes an admin-on sockpool's /metrics, as a busy Prometheus would. */
+export const ADMIN_SCRAPE_MS = 1_000;
+
+/** Scrapes GET /metrics every ADMIN_SCRAPE_MS while `proc` lives, so "admin on" includes the
+ *  snapshot round trips to every Worker, not only an idle HTTP server. */
+function scrapeMetrics(proc: Proc, adminPort: number): void {
+  const timer = setInterval(() => {
+    if (!proc.alive()) {
+      clearInterval(timer);
+      return;
+    }
+    fetch(`http://127.0.0.1:${adminPort}/metrics`).then(
+      (response) => response.arrayBuffer(),
+      () => {}, // stopping: the next tick sees the process gone
+    );
+  }, ADMIN_SCRAPE_MS);
+}
+
+/** sockpool with one pool strategy. `admin: "off"` is the variant of the admin on/off comparison:
+ *  `--admin off`, SOCKS5 only, throughput only. */
+export function sockpoolPeer(strategy: string, admin: "on" | "off" = "on"): PeerSpec {
   return {
-    id: `sockpool-${strategy}`,
+    id: admin === "on" ? `sockpool-${strategy}` : `sockpool-${strategy}-admin-off`,
     family: "sockpool",
-    label: `sockpool ${strategy}`,
+    label: admin === "on" ? `sockpool ${strategy}` : `sockpool ${strategy}, admin off`,
     missing: null,
+    ...(admin === "on" ? {} : { sections: ["throughput"], kinds: ["socks" as const] }),
     async start(context) {
-      const [socksPort] = freePorts(1) as [number];
+      const [socksPort, adminPort] = freePorts(2) as [number, number];
       const { forward, pairs } = forwardPorts(context.targets);
       // Only what flags cannot say: room for the idle test, and a quick stop.
       const configFile = path.join(context.dir, `sockpool-${strategy}.toml`);
@@ -132,6 +157,9 @@ export function sockpoolPeer(strategy: string): PeerSpec {
         ]),
         "--pool-strategy",
         strategy,
+        "--admin",
+        // Never the default 9090: runs in parallel must not collide.
+        admin === "on" ? `127.0.0.1:${adminPort}` : "off",
         "--workers",
         String(SOCKPOOL_WORKERS),
         "--log-level",
@@ -148,6 +176,7 @@ export function sockpoolPeer(strategy: string): PeerSpec {
         SOCKPOOL_WORKERS,
         socksPort,
       );
+      if (admin === "on") scrapeMetrics(proc, adminPort);
       return { proc, socksPort, forward };
     },
   };

@@ -118,6 +118,10 @@ export abstract class SlabPool implements BufferPool {
     return 0;
   }
 
+  protected localRefills(): number {
+    return 0;
+  }
+
   acquire(): number {
     const slot = this.take();
     if (slot === EXHAUSTED) {
@@ -182,6 +186,7 @@ export abstract class SlabPool implements BufferPool {
       in_use: this.acquiredCount - this.releasedCount,
       free: this.sharedFree() + this.localCached(),
       local_cached: this.localCached(),
+      local_refills: this.localRefills(),
       checked: this.owners !== null,
     };
   }

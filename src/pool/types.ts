@@ -27,6 +27,8 @@ export interface PoolStats {
   free: number;
   /** Slots parked in this thread's local cache (`local` strategy; 0 for the others). */
   local_cached: number;
+  /** Refills of this thread's local cache from the shared list (`local` strategy; 0 for the others). */
+  local_refills: number;
   /** Whether release() checks slot ownership (checked mode). */
   checked: boolean;
 }

@@ -23,6 +23,7 @@
 // rules, relay, dial, admission, per-client counts) are already elsewhere.
 
 import type { Socket, SocketHandler } from "bun";
+import type { ConnectionInfo } from "../admin/types.ts";
 import type { Config } from "../config/schema.ts";
 import { descriptorsExhausted } from "../fd-limit.ts";
 import type { Logger } from "../log.ts";
@@ -39,6 +40,7 @@ import {
   type Outcome,
   Reply,
 } from "../protocol/index.ts";
+import { FIELD, type WorkerCounters } from "../stats/counters.ts";
 import type { ClientTable } from "./clients.ts";
 import { connectAny, DialError, resolveHost } from "./dial.ts";
 import { type HandshakeBudget, PartialMessage } from "./partial.ts";
@@ -68,6 +70,9 @@ export interface ConnectionContext {
   readonly handshakeSlots: HandshakeBudget;
   /** Called once, when the connection has closed: returns its place under connections_max. */
   readonly forget: (connection: Connection) => void;
+  /** This Worker's counters for the admin API (src/stats/counters.ts), and its index. */
+  readonly counters: WorkerCounters;
+  readonly worker: number;
 }
 
 const NO_DEADLINE = Number.POSITIVE_INFINITY;
@@ -98,6 +103,15 @@ export class Connection implements PipeOwner {
   /** The client's IP as Bun gave it at accept (undefined if it gave none), for per-client counts. */
   readonly clientHost: string | undefined;
   private reply: number | undefined;
+  /** The reply the front sent when the dial succeeded (00 for SOCKS5), for the counters by reply. */
+  private succeededReply: number | undefined;
+  /** The listener kind's word in the counters, resolved once. */
+  readonly kindIndex: number;
+  private user: string | undefined;
+  /** When the dial stage began (performance.now()), for the connect-latency histogram. */
+  private dialStartedAt = 0;
+  /** The upstream came warm from the upstream pool (set by the dial stage when it does). */
+  pooled = false;
 
   constructor(
     ctx: ConnectionContext,
@@ -114,9 +128,11 @@ export class Connection implements PipeOwner {
     this.lastActivity = ctx.clock.now;
     this.clientAddress = peerAddress(client);
     this.clientHost = client.remoteAddress;
+    this.kindIndex = ctx.counters.kind(listener.kind);
     const backlogMax = ctx.config.relay.backlog_bytes_max;
-    this.up = new Pipe(ctx.pool, backlogMax, this);
-    this.down = new Pipe(ctx.pool, backlogMax, this);
+    const words = ctx.counters.words;
+    this.up = new Pipe(ctx.pool, backlogMax, this, words, FIELD.bytes_up);
+    this.down = new Pipe(ctx.pool, backlogMax, this, words, FIELD.bytes_down);
     this.up.connect(client, null); // client bytes queue (paused) until the upstream is there
   }
 
@@ -172,6 +188,7 @@ export class Connection implements PipeOwner {
       case "dial":
         this.handshakeDeadline = NO_DEADLINE;
         this.partial = null;
+        this.ctx.counters.handshakeSeconds((performance.now() - this.startedAt) / 1000);
         if (rest.length > 0) this.up.data(rest); // pipelined early data, queued until the dial
         void this.dial(step.request, step.user);
         return null;
@@ -233,8 +250,10 @@ export class Connection implements PipeOwner {
   private async dial(request: DialRequest, user?: string): Promise<void> {
     const { dns_timeout_ms, connect_timeout_ms } = this.ctx.config.upstream;
     this.stage = "dial";
+    this.user = user;
     this.target = formatHostPort(request.host, request.port);
-    this.connectDeadline = performance.now() + dns_timeout_ms + connect_timeout_ms;
+    this.dialStartedAt = performance.now();
+    this.connectDeadline = this.dialStartedAt + dns_timeout_ms + connect_timeout_ms;
     const access = this.ctx.access.prepare({
       client: this.client.remoteAddress,
       user,
@@ -304,10 +323,13 @@ export class Connection implements PipeOwner {
     this.upstream = upstream;
     this.stage = "relay";
     this.connectDeadline = NO_DEADLINE;
+    this.ctx.counters.connectSeconds((performance.now() - this.dialStartedAt) / 1000);
     this.lastActivity = this.ctx.clock.now;
     if (this.front !== null) {
       const bound = { host: upstream.localAddress, port: upstream.localPort };
-      if (!this.send(this.front.succeeded(bound))) return;
+      const reply = this.front.succeeded(bound);
+      if (!this.send(reply)) return;
+      this.succeededReply = reply[1];
       this.front = null; // its job is done
     }
     this.up.connect(this.client, upstream);
@@ -401,6 +423,7 @@ export class Connection implements PipeOwner {
       this.upstream?.end();
     }
     this.ctx.forget(this);
+    this.ctx.counters.closed(this.kindIndex, outcome, this.reply ?? this.succeededReply);
     this.ctx.log.info("connection", {
       kind: this.listener.kind,
       client: this.clientAddress,
@@ -480,6 +503,23 @@ export class Connection implements PipeOwner {
 
   onUpstreamDrain(): void {
     this.up.drain();
+  }
+
+  /** This open connection, as GET /api/connections lists it. */
+  info(now: number): ConnectionInfo {
+    return {
+      worker: this.ctx.worker,
+      kind: this.listener.kind,
+      listener: formatHostPort(this.listener.host, this.listener.port), // as bound: port 0 resolved
+      client: this.clientAddress,
+      target: this.target,
+      ...(this.user === undefined ? {} : { user: this.user }),
+      phase: this.stage === "closed" ? "relay" : this.stage,
+      bytes_up: this.up.bytes,
+      bytes_down: this.down.bytes,
+      age_ms: Math.round(now - this.startedAt),
+      pooled: this.pooled,
+    };
   }
 }
 

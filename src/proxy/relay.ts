@@ -33,6 +33,9 @@ export interface PipeOwner {
   pipeBroken(pipe: Pipe): void;
 }
 
+/** Where a Pipe built without counters (unit tests) adds its bytes: read by no one. */
+const UNCOUNTED = new Float64Array(1);
+
 export class Pipe {
   /** Bytes read from the source (counted on arrival, for the connection log). */
   bytes = 0;
@@ -46,9 +49,22 @@ export class Pipe {
   private paused = false;
   private readonly owner: PipeOwner;
 
-  constructor(pool: BufferPool, backlogBytesMax: number, owner: PipeOwner) {
+  // The Worker's shared counters (src/stats/counters.ts) and this direction's word in them: one
+  // Float64 add per chunk, the whole cost of the admin API's byte counts on the hot path.
+  private readonly counters: Float64Array;
+  private readonly counterWord: number;
+
+  constructor(
+    pool: BufferPool,
+    backlogBytesMax: number,
+    owner: PipeOwner,
+    counters: Float64Array = UNCOUNTED,
+    counterWord = 0,
+  ) {
     this.backlog = new Backlog(pool, backlogBytesMax);
     this.owner = owner;
+    this.counters = counters;
+    this.counterWord = counterWord;
   }
 
   /** Sets the ends. A null sink (upstream still connecting) makes data() queue everything. */
@@ -60,6 +76,7 @@ export class Pipe {
   /** Bytes from the source. */
   data(chunk: Uint8Array): void {
     this.bytes += chunk.length;
+    this.counters[this.counterWord]! += chunk.length;
     if (this.sinkDone) return; // the sink is gone; what it would have received goes nowhere
     if (this.sink === null || !this.backlog.empty) {
       this.hold(chunk, 0); // keep order: nothing overtakes bytes already waiting

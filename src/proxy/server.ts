@@ -3,12 +3,19 @@
 // close. Not process supervision (supervisor.ts) and not config parsing (src/config/).
 
 import type { Socket, TCPSocketListener, TCPSocketListenOptions } from "bun";
+import {
+  type ConnectionInfo,
+  NO_TELEMETRY,
+  type Telemetry,
+  type UpstreamDestinationStats,
+} from "../admin/types.ts";
 import { type Config, handshakeSlotsPerWorker } from "../config/schema.ts";
 import { LIMITS } from "../limits.ts";
 import type { Logger } from "../log.ts";
 import { AccessPolicy } from "../policy/access.ts";
 import type { BufferPool, PoolStats } from "../pool/index.ts";
 import { parseHostPort } from "../protocol/host-port.ts";
+import { WorkerCounters } from "../stats/counters.ts";
 import { type DialRequest, type FrontProtocol, Socks5Handshake } from "../protocol/index.ts";
 import { Admission } from "./admission.ts";
 import { type ClientRefusal, ClientTable, createClientTableMemory } from "./clients.ts";
@@ -44,9 +51,23 @@ export interface ProxyStats {
   pool: PoolStats;
 }
 
+/** What the admin API asks a Worker for (src/admin/views.ts, takeSnapshots): what only the Worker
+ *  knows. */
+export interface ProxySnapshot {
+  connections_open: number;
+  backlog_bytes: number;
+  pool: PoolStats;
+  /** Up to the number asked for of this Worker's open connections, oldest first. */
+  connections: ConnectionInfo[];
+  /** This Worker's upstream pool, per destination ([] while it has none). */
+  upstream_destinations: UpstreamDestinationStats[];
+}
+
 export interface ProxyServer {
   readonly listeners: readonly ListenerInfo[];
   stats(): ProxyStats;
+  /** This Worker's lists and pool counts for the admin API, with up to `connections` entries. */
+  snapshot(connections: number): ProxySnapshot;
   /** Stops accepting, lets open connections finish for up to `graceMs`, then closes the rest. */
   close(graceMs: number): Promise<void>;
 }
@@ -61,6 +82,10 @@ export interface ProxyOptions {
   clients?: SharedArrayBuffer;
   /** This Worker's index, so its own connections are counted apart (admission.ts). */
   worker?: number;
+  /** This Worker's block of the shared counters (src/stats/counters.ts); private when absent. */
+  counters?: WorkerCounters;
+  /** Where operational events go (the admin API's ring); nowhere when absent. */
+  telemetry?: Telemetry;
 }
 
 const CLIENT_REFUSAL_MESSAGES: Record<ClientRefusal, string> = {
@@ -91,6 +116,8 @@ function addressOf(text: string, what: string): { host: string; port: number } {
 
 export async function startProxy(options: ProxyOptions): Promise<ProxyServer> {
   const { config, pool, log } = options;
+  const counters = options.counters ?? WorkerCounters.detached();
+  const telemetry = options.telemetry ?? NO_TELEMETRY;
   if (pool.slotBytes < LIMITS.handshake_message_bytes_max) {
     throw new Error(
       `slot_bytes ${pool.slotBytes} cannot hold a handshake message (${LIMITS.handshake_message_bytes_max})`,
@@ -115,9 +142,28 @@ export async function startProxy(options: ProxyOptions): Promise<ProxyServer> {
 
   /** Logs a per-client refusal: the first of each kind, then every 1,000th, with the counts. */
   function refusedPerClient(reason: ClientRefusal, host: string | undefined): void {
+    counters.refused(reason);
     const count = clients.refused[reason];
     if (count !== 1 && count % 1000 !== 0) return;
     log.warn(CLIENT_REFUSAL_MESSAGES[reason], { client: host, reason, refused: count });
+  }
+
+  /** A client refused under connections_max: counted; logged on the 1st and every 1000th; an
+   *  event for the admin API (the telemetry passes the first per second). */
+  function refusedAtMax(): void {
+    counters.refused("connections_max");
+    telemetry.emit({
+      kind: "connections_max_reached",
+      level: "warn",
+      message: "connection refused: connections_max reached",
+      fields: { connections_max: config.server.connections_max, rejected: admission.refused },
+    });
+    if (admission.refused === 1 || admission.refused % 1000 === 0) {
+      log.warn("connection refused: connections_max reached", {
+        connections_max: config.server.connections_max,
+        rejected: admission.refused,
+      });
+    }
   }
 
   /** Accepts a client into the pipeline under connections_max, or closes it at once. */
@@ -149,16 +195,12 @@ export async function startProxy(options: ProxyOptions): Promise<ProxyServer> {
     }
     if (connection === null) {
       if (clients.enabled) clients.release(host);
-      if (!closing && (admission.refused === 1 || admission.refused % 1000 === 0)) {
-        log.warn("connection refused: connections_max reached", {
-          connections_max: config.server.connections_max,
-          rejected: admission.refused,
-        });
-      }
+      if (!closing) refusedAtMax();
       socket.end();
       return;
     }
     total++;
+    counters.opened(connection.kindIndex);
     socket.data = connection; // replaces the listener's shared data object (a Bun quirk)
     connections.add(connection);
     connection.start(forwardTarget);
@@ -226,6 +268,8 @@ export async function startProxy(options: ProxyOptions): Promise<ProxyServer> {
     access: new AccessPolicy(config.access, info),
     handshakeSlots: { held: 0, max: handshakeSlotsPerWorker(config) },
     clients,
+    counters,
+    worker: options.worker ?? 0,
     forget(connection) {
       if (connections.delete(connection)) {
         admission.leave();
@@ -240,10 +284,23 @@ export async function startProxy(options: ProxyOptions): Promise<ProxyServer> {
   // lastActivity is stamped with the coarse clock, up to one sweep behind real time: allowing one
   // sweep of margin makes an idle timeout late by at most two sweeps, and never early.
   const idleAfterMs = idleMs > 0 ? idleMs + sweepMs : 0;
+  // Buffer-pool exhaustion is noticed here, by the count moving between sweeps, rather than on the
+  // acquire path: the hot path pays nothing, and an event is at most one sweep late.
+  let exhaustedSeen = pool.stats().exhausted;
   const sweeper = setInterval(() => {
     const now = performance.now();
     clock.now = now;
     for (const connection of connections) connection.sweep(now, idleAfterMs);
+    const exhausted = pool.stats().exhausted;
+    if (exhausted !== exhaustedSeen) {
+      telemetry.emit({
+        kind: "buffer_pool_exhausted",
+        level: "warn",
+        message: "buffer pool exhausted: readers wait for free slots",
+        fields: { exhausted: exhausted - exhaustedSeen, slots: pool.slots },
+      });
+      exhaustedSeen = exhausted;
+    }
   }, sweepMs);
 
   return {
@@ -258,6 +315,22 @@ export async function startProxy(options: ProxyOptions): Promise<ProxyServer> {
         clients_refused: { ...clients.refused },
         backlog_bytes: backlog,
         pool: pool.stats(),
+      };
+    },
+    snapshot(wanted) {
+      const now = performance.now();
+      let backlog = 0;
+      const list: ConnectionInfo[] = [];
+      for (const connection of connections) {
+        backlog += connection.backlogBytes();
+        if (list.length < wanted) list.push(connection.info(now)); // a Set iterates oldest first
+      }
+      return {
+        connections_open: connections.size,
+        backlog_bytes: backlog,
+        pool: pool.stats(),
+        connections: list,
+        upstream_destinations: [],
       };
     },
     async close(graceMs) {

@@ -45,11 +45,13 @@ test(
       expect(report.leftover_processes).toEqual([]);
       expect(report.settings.strategies).toEqual(["local"]);
 
-      // Throughput: direct, SOCKS5 and forward, every variant measured.
+      // Throughput: direct, SOCKS5 and forward, and SOCKS5 again with the admin API off (the
+      // admin on/off comparison), every variant measured.
       expect(report.throughput.map((row) => row.id)).toEqual([
         "direct",
         "sockpool-local/socks",
         "sockpool-local/forward",
+        "sockpool-local-admin-off/socks",
       ]);
       for (const row of report.throughput) {
         for (const { key } of report.settings.iperf_variants) {

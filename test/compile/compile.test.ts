@@ -83,13 +83,16 @@ interface RunningBinary {
   readonly logs: LogRecord[];
   readonly ready: LogRecord;
   readonly socksPort: number;
+  /** The admin API's address (HOST:PORT), from its `admin listening` line. */
+  readonly admin: string;
   /** Sends SIGTERM and resolves with the exit code. */
   stop(): Promise<number>;
 }
 
 /** Starts the binary with JSON logs and resolves once it has logged `listening` and `ready`. */
 async function startBinary(args: string[], env: Record<string, string>): Promise<RunningBinary> {
-  const child = Bun.spawn([binary, "--log-format", "json", ...args], {
+  // The admin API on a port of its own: parallel runs must not collide on the default 9090.
+  const child = Bun.spawn([binary, "--log-format", "json", "--admin", "127.0.0.1:0", ...args], {
     cwd: dir,
     env,
     stdin: "ignore",
@@ -127,6 +130,7 @@ async function startBinary(args: string[], env: Record<string, string>): Promise
     logs,
     ready: readyRecord,
     socksPort: Number(address.slice(address.lastIndexOf(":") + 1)),
+    admin: String(logs.find((record) => record.msg === "admin listening")?.address ?? ""),
     async stop() {
       child.kill("SIGTERM");
       const code = await withDeadline(child.exited, "sockpool to exit after SIGTERM");
@@ -291,6 +295,14 @@ describe("dist/sockpool, alone in an empty directory", () => {
       ]);
       expect(proxy.socksPort).toBeGreaterThan(0);
       for (let i = 0; i < 4; i++) await expectEcho(proxy.socksPort); // reusePort spreads these
+      // The status page is embedded in the binary (imported as text), and the counters reach the API.
+      const page = await fetch(`http://${proxy.admin}/`);
+      expect(page.headers.get("content-type")).toBe("text/html; charset=utf-8");
+      expect(await page.text()).toContain("<title>sockpool status</title>");
+      const status = (await (await fetch(`http://${proxy.admin}/api/status`)).json()) as {
+        connections_total: number;
+      };
+      expect(status.connections_total).toBe(4);
       expect(await proxy.stop()).toBe(0);
       expect(proxy.logs.at(-1)?.msg).toBe("stopped");
       expect(nativeWarnings(proxy.logs)).toEqual([]);

@@ -103,7 +103,18 @@ describe("at start-up", () => {
     const old = join(directory, "old.toml");
     writeFileSync(old, '[socks]\nlisten = "127.0.0.1:0"\ndns_timeout_ms = 3000\n');
     const proxy = Bun.spawn(
-      ["bun", MAIN.pathname, "--config", old, "--workers", "1", "--log-format", "json"],
+      [
+        "bun",
+        MAIN.pathname,
+        "--config",
+        old,
+        "--workers",
+        "1",
+        "--admin",
+        "127.0.0.1:0",
+        "--log-format",
+        "json",
+      ],
       { stdout: "ignore", stderr: "pipe" },
     );
     try {

@@ -150,7 +150,7 @@ describe("sockpool command line", () => {
         "src/main.ts",
         "--log-format",
         "json",
-      ].concat(["--socks", "127.0.0.1:0", "--workers", "1", ...args]),
+      ].concat(["--socks", "127.0.0.1:0", "--workers", "1", "--admin", "off", ...args]),
       { cwd: REPO_ROOT, stdin: "ignore", stdout: "ignore", stderr: "pipe" },
     );
     const records: { level: string; msg: string }[] = [];

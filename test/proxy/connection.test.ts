@@ -9,6 +9,7 @@ import { AccessPolicy } from "../../src/policy/access.ts";
 import { ClientTable, createClientTableMemory } from "../../src/proxy/clients.ts";
 import { Connection, type ConnectionContext } from "../../src/proxy/connection.ts";
 import type { ListenerInfo } from "../../src/proxy/server.ts";
+import { WorkerCounters } from "../../src/stats/counters.ts";
 import { capturingLogger } from "../support/proxy.ts";
 
 function harness() {
@@ -25,6 +26,8 @@ function harness() {
     handshakeSlots: { held: 0, max: 4 },
     clients: new ClientTable(createClientTableMemory(16), config.clients),
     forget: (connection) => forgotten.push(connection),
+    counters: WorkerCounters.detached(),
+    worker: 0,
   };
   return { ctx, logs, forgotten, pool };
 }

@@ -21,6 +21,9 @@ export interface SpawnedProxy {
   readonly listening: ListeningAddress[];
   readonly socksPort: number;
   readonly forwardPorts: number[];
+  /** The admin API's bound address ("127.0.0.1:PORT"), from its `admin listening` line; "" when
+   *  the test turned it off. */
+  readonly admin: string;
   readonly ready: LogRecord;
   /** Sends `signal` and returns the exit code (fails if it does not exit within `ms`). */
   stop(signal?: NodeJS.Signals, ms?: number): Promise<number>;
@@ -78,14 +81,16 @@ export interface SpawnProxyOptions {
 
 /**
  * Starts `bun src/main.ts --log-format json ...args` and resolves when it logs `ready`, with the
- * addresses from its `listening` lines. Fails with its stderr when it exits first.
+ * addresses from its `listening` lines. Fails with its stderr when it exits first. The admin API
+ * listens on 127.0.0.1:0 unless `args` set --admin, so parallel proxies never collide on 9090.
  */
 export async function spawnProxy(
   args: string[],
   options: SpawnProxyOptions = {},
 ): Promise<SpawnedProxy> {
   const { readyMs = 20_000, env = {}, onRecord, keep } = options;
-  const child = spawnMain(["--log-format", "json", ...args], env);
+  const admin = args.includes("--admin") ? [] : ["--admin", "127.0.0.1:0"];
+  const child = spawnMain(["--log-format", "json", ...admin, ...args], env);
   void child.exited.then(() => children.delete(child));
   const logs: LogRecord[] = [];
   const stderrLines: string[] = [];
@@ -101,7 +106,8 @@ export async function spawnProxy(
     }
     if (record !== null) onRecord?.(record);
     // Start-up lines are always kept: readiness and the listening addresses are read from them.
-    const startUp = record?.msg === "ready" || record?.msg === "listening";
+    const startUp =
+      record?.msg === "ready" || record?.msg === "listening" || record?.msg === "admin listening";
     if (record !== null && keep && !startUp && !keep(record)) return;
     stderrLines.push(line);
     if (record !== null) logs.push(record);
@@ -143,6 +149,7 @@ export async function spawnProxy(
     listening,
     socksPort: listening.find((entry) => entry.kind === "socks")?.port ?? 0,
     forwardPorts: listening.filter((entry) => entry.kind === "forward").map((entry) => entry.port),
+    admin: String(logs.find((record) => record.msg === "admin listening")?.address ?? ""),
     ready: readyRecord,
     async stop(signal = "SIGTERM", ms = 15_000) {
       child.kill(signal);

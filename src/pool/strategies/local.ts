@@ -20,6 +20,8 @@ export class LocalPool extends SlabPool {
   private readonly cache: BatchBuffer;
   private readonly values: Uint32Array;
   private count = 0;
+  /** Refills from the shared queue: one per empty cache, never per acquire (the admin API). */
+  private refills = 0;
 
   constructor(init: SlabPoolInit, queue: SlotQueue, batchSize: number) {
     super(init);
@@ -33,6 +35,7 @@ export class LocalPool extends SlabPool {
     if (this.count === 0) {
       this.count = this.queue.popBatch(this.cache, 0, this.batchSize);
       if (this.count === 0) return EXHAUSTED;
+      this.refills++;
       this.mark(0, this.count, this.holder);
     }
     return this.values[--this.count]!;
@@ -70,6 +73,10 @@ export class LocalPool extends SlabPool {
 
   protected override localCached(): number {
     return this.count;
+  }
+
+  protected override localRefills(): number {
+    return this.refills;
   }
 
   override flush(): void {
