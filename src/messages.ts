@@ -15,6 +15,8 @@ export type ToWorker =
       openConnections: SharedArrayBuffer;
       /** The per-client table (src/proxy/clients.ts), shared by every Worker. */
       clients: SharedArrayBuffer;
+      /** The upstream pool's reservations and counters (src/upstream/memory.ts). */
+      upstreamPool: SharedArrayBuffer;
     }
   | { type: "shutdown"; graceMs: number }
   // Fault injection only (SOCKPOOL_FAULT_INJECTION=1, see main.ts): die of an uncaught error.

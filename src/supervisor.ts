@@ -22,6 +22,7 @@ import {
 } from "./proxy/admission.ts";
 import { createClientTableMemory } from "./proxy/clients.ts";
 import type { ListenerInfo } from "./proxy/server.ts";
+import { createUpstreamPoolMemory, reclaimUpstreamPool } from "./upstream/memory.ts";
 
 const {
   restart_delay_ms_min: RESTART_DELAY_MS_MIN,
@@ -67,6 +68,11 @@ export class Supervisor {
   /** The open-connection counts: the total and one word per Worker (proxy/admission.ts). */
   private readonly openConnections: SharedArrayBuffer;
   private readonly open: Int32Array;
+  /** The upstream pool's shared reservations and counters (src/upstream/memory.ts); read it with
+   *  readUpstreamPoolCounts(upstreamPool, workers). Allocated even when the pool is off (small):
+   *  its counters then read zero. */
+  readonly upstreamPool: SharedArrayBuffer;
+  readonly workers: number;
   private readonly slots: Slot[];
   private stopping = false;
 
@@ -87,6 +93,11 @@ export class Supervisor {
     this.log = log;
     this.openConnections = new SharedArrayBuffer(openConnectionsBytes(workers));
     this.open = new Int32Array(this.openConnections);
+    this.workers = workers;
+    this.upstreamPool = createUpstreamPoolMemory(
+      workers,
+      config.server.pool.enabled ? config.server.pool.max_total_idle : 1,
+    );
     this.slots = Array.from({ length: workers }, () => ({
       worker: null,
       startedAt: 0,
@@ -190,12 +201,14 @@ export class Supervisor {
         memory: this.memory,
         openConnections: this.openConnections,
         clients: this.clients,
+        upstreamPool: this.upstreamPool,
       });
     });
   }
 
   /** Gives back what dead Worker `index` held: its pool slots (held, and cached for `local`), or
-   *  its `alloc` budget, and its places under connections_max. One log line with the counts. */
+   *  its `alloc` budget, its places under connections_max and its upstream pool reservations (its
+   *  warm connections died with it). One log line with the counts. */
   private reclaim(index: number): void {
     let slots = 0;
     try {
@@ -209,10 +222,12 @@ export class Supervisor {
       });
     }
     const connections = reclaimConnections(this.open, index);
+    const upstreamReservations = reclaimUpstreamPool(this.upstreamPool, index);
     this.log.warn(`worker crashed: reclaimed ${slots} slots, ${connections} connections`, {
       worker: index,
       slots,
       connections,
+      upstream_reservations: upstreamReservations,
     });
   }
 

@@ -31,6 +31,7 @@ async function start(message: Extract<ToWorker, { type: "start" }>): Promise<voi
       log,
       openConnections: new Int32Array(message.openConnections),
       clients: message.clients,
+      upstreamPool: message.upstreamPool,
       worker: index,
     });
     post({ type: "ready", index, listeners: [...server.listeners], backend: pool.backend });
