@@ -211,8 +211,12 @@ export class UpstreamPool {
     this.worker = options.worker;
     this.shared = new SharedPoolState(options.memory, options.worker);
     this.block = this.shared.block(options.worker);
-    // A forward target is kept warm by every Worker: each keeps its share of the one limit.
-    this.pinTarget = Math.ceil(settings.max_idle_per_dest / this.shared.workers);
+    // A forward target is kept warm by every Worker: each keeps its share of the one limit, the
+    // shares summing to max_idle_per_dest exactly (so no Worker's top-up finds it full).
+    const workers = this.shared.workers;
+    this.pinTarget =
+      Math.floor(settings.max_idle_per_dest / workers) +
+      (options.worker < settings.max_idle_per_dest % workers ? 1 : 0);
     this.keysMax = Math.max(
       LIMITS.upstream_keys_min,
       LIMITS.upstream_keys_per_idle * settings.max_total_idle,
@@ -269,7 +273,7 @@ export class UpstreamPool {
       this.connect(dest, conn.record);
     } else {
       this.shared.unreserve(conn.record);
-      if (!this.closed) this.want(dest, 1);
+      if (!this.closed) this.want(dest, 1, false);
     }
     const socket = conn.socket!;
     socket.data = owner; // from here every event of this socket reaches the Connection
@@ -304,6 +308,7 @@ export class UpstreamPool {
     if (dest.pinned) return;
     dest.pinned = true;
     this.pinned.push(dest);
+    this.wanting.delete(dest);
     this.fill(dest, this.now());
   }
 
@@ -352,6 +357,13 @@ export class UpstreamPool {
       refill_failures: dest.failures,
       backoff_until_ms: dest.backoffUntil > now ? dest.backoffUntil : 0,
     }));
+  }
+
+  /** Banner bytes idle connections hold in buffer-pool slots now (at most one slot each). */
+  bannerBytes(): number {
+    let bytes = 0;
+    for (let conn = this.oldestAll; conn !== null; conn = conn.newerAll) bytes += conn.bannerBytes;
+    return bytes;
   }
 
   // ── housekeeping ───────────────────────────────────────────────────────────────────────────
@@ -405,30 +417,40 @@ export class UpstreamPool {
 
   // ── refills ────────────────────────────────────────────────────────────────────────────────
 
-  private want(dest: Destination, more: number): void {
-    dest.want += more;
+  /** Asks for `more` refills of `dest`. What this Worker cannot hold (the destination is at
+   *  max_idle_per_dest here already) is dropped and counted, unless `counted` is false (a retry). */
+  private want(dest: Destination, more: number, counted = true): void {
+    const room = this.settings.max_idle_per_dest - dest.idle - dest.pending - dest.want;
+    const accepted = Math.max(0, Math.min(more, room));
+    if (counted && accepted < more) this.dropped(dest, more - accepted);
+    dest.want += accepted;
     this.fill(dest, this.now());
   }
 
-  /** Starts the refills `dest` wants, as far as backoff and the limits allow. */
+  /** Starts the refills `dest` wants, then a pinned target's top-up, as far as backoff and the
+   *  limits allow. During a failure streak one connect at a time probes the destination. */
   private fill(dest: Destination, now: number): void {
     if (this.closed) return;
-    const max = this.settings.max_idle_per_dest;
-    if (dest.pinned) dest.want = Math.max(dest.want, this.pinTarget - dest.idle - dest.pending);
-    dest.want = Math.max(0, Math.min(dest.want, max - dest.idle - dest.pending));
-    while (dest.want > 0 && now >= dest.backoffUntil) {
-      const record = this.reserve(dest);
+    const ready = () => now >= dest.backoffUntil && (dest.failures === 0 || dest.pending === 0);
+    while (dest.want > 0 && ready()) {
+      const record = this.reserve(dest, true);
       if (record < 0) break;
       dest.want--;
       this.connect(dest, record);
     }
-    if (dest.want > 0 && !dest.pinned) this.wanting.add(dest);
+    while (dest.pinned && dest.idle + dest.pending < this.pinTarget && ready()) {
+      const record = this.reserve(dest, false);
+      if (record < 0) break;
+      this.connect(dest, record);
+    }
+    if (dest.want > 0) this.wanting.add(dest);
     else this.wanting.delete(dest);
   }
 
   /** One reservation for `dest`, making room at the global limit by evicting the oldest idle
-   *  connection anywhere; negative when none can be had now. */
-  private reserve(dest: Destination): number {
+   *  connection anywhere; negative when none can be had now. At the destination's limit (across
+   *  Workers) what it wanted is dropped, and counted when `counted`. */
+  private reserve(dest: Destination, counted: boolean): number {
     const { max_idle_per_dest, max_total_idle } = this.settings;
     let record = this.shared.reserve(dest.hashes, max_idle_per_dest, max_total_idle);
     if (record === GLOBAL_FULL) {
@@ -443,19 +465,23 @@ export class UpstreamPool {
       }
     }
     if (record === DEST_FULL) {
-      if (!dest.pinned) {
-        dest.dropped++;
-        this.add(FIELD.dropped_full, 1);
-        this.rateLimited(dest, "lastDroppedEvent", {
-          kind: "upstream_pool_dropped_full",
-          level: "warn",
-          message: `upstream pool: ${dest.key} is at max_idle_per_dest (${max_idle_per_dest})`,
-          fields: { destination: dest.key, max_idle_per_dest, worker: this.worker },
-        });
-      }
+      if (counted && dest.want > 0) this.dropped(dest, dest.want);
       dest.want = 0;
     }
     return record;
+  }
+
+  /** Refills of `dest` refused by max_idle_per_dest: counted, and reported once a second. */
+  private dropped(dest: Destination, count: number): void {
+    dest.dropped += count;
+    this.add(FIELD.dropped_full, count);
+    const max_idle_per_dest = this.settings.max_idle_per_dest;
+    this.rateLimited(dest, "lastDroppedEvent", {
+      kind: "upstream_pool_dropped_full",
+      level: "warn",
+      message: `upstream pool: ${dest.key} is at max_idle_per_dest (${max_idle_per_dest})`,
+      fields: { destination: dest.key, max_idle_per_dest, worker: this.worker },
+    });
   }
 
   private connect(dest: Destination, record: number): void {
@@ -568,7 +594,8 @@ export class UpstreamPool {
         fields: { destination: dest.key, code, backoff_ms: backoffMs, worker: this.worker },
       });
     }
-    this.want(dest, 1); // retried after the backoff, if it is still asked for (or pinned)
+    // Retried after the backoff while it is still asked for; a pinned target tops itself up.
+    if (!dest.pinned) this.want(dest, 1, false);
   }
 
   private abandon(conn: Pooled): void {
