@@ -87,7 +87,7 @@ export function closePools(): void {
 }
 
 /** A target that numbers its accepted connections from 0 and answers any bytes with
- *  `<id>\n`, after sending `banner` (if any) on accept. */
+ *  `<id>\n`, after sending `banner` (if any) on accept; it closes on the client's FIN. */
 export interface TagTarget {
   port: number;
   readonly conns: Conn[];
@@ -107,6 +107,7 @@ export function startTagTarget(banner = "", accepted?: (id: number) => void): Ta
       used.add(conn);
       conn.send(new TextEncoder().encode(`${id}\n`));
     };
+    conn.onEnd = () => conn.end(); // the client is done: so is this side, as a server would be
     accepted?.(id);
   });
   return {
