@@ -192,6 +192,12 @@ export const LIMIT_INVARIANTS: readonly (readonly [name: string, holds: boolean]
     L.upstream_idle_timeout_secs_max * 1000 <= L.timeout_ms_max,
   ],
   [
+    "the upstream pool's refill backoff range is ordered and fits setTimeout",
+    0 < L.upstream_backoff_ms_min &&
+      L.upstream_backoff_ms_min <= L.upstream_backoff_ms_max &&
+      L.upstream_backoff_ms_max <= SET_TIMEOUT_MS_MAX,
+  ],
+  [
     "the sweep range is ordered and below every timeout's ceiling",
     0 < L.sweep_ms_min && L.sweep_ms_min <= L.sweep_ms_max && L.sweep_ms_max <= L.timeout_ms_max,
   ],
