@@ -47,3 +47,39 @@ test("--workers 2 --upstream-pool: the forward target is warm from start-up with
     target.close();
   }
 }, 30_000);
+
+test("a crashed Worker's warm connections are reclaimed by the supervisor; its restart warms its share again", async () => {
+  const target = startTagTarget();
+  try {
+    const proxy = await spawnProxy(
+      [
+        "--no-socks",
+        "--forward",
+        `127.0.0.1:0=127.0.0.1:${target.port}`,
+        "--workers",
+        "2",
+        "--upstream-pool",
+        "--upstream-pool-per-dest",
+        "4",
+      ],
+      { env: { SOCKPOOL_FAULT_INJECTION: "1" } },
+    );
+    await waitFor(() => target.conns.length === 4, "four warm connections from two Workers");
+    proxy.process.kill("SIGUSR2"); // Worker 0 dies of an uncaught error
+    await waitFor(
+      () => proxy.logs.some((record) => record.msg === "worker restarted"),
+      "Worker 0 to be restarted",
+    );
+    const reclaimed = proxy.logs.find((record) =>
+      String(record.msg).startsWith("worker crashed: reclaimed"),
+    );
+    expect(reclaimed).toMatchObject({ worker: 0, upstream_reservations: 2 });
+    // Its two died with it (Bun closes a dead Worker's sockets); the new Worker 0 warms two more,
+    // which the limit allows only because the dead one's reservations came back.
+    await waitFor(() => target.conns.length === 6, "the restarted Worker's share");
+    await waitFor(() => target.unused() === 4, "four warm again, no more");
+    expect(await proxy.stop("SIGTERM")).toBe(0);
+  } finally {
+    target.close();
+  }
+}, 30_000);
