@@ -262,7 +262,8 @@ export class Connection implements PipeOwner, UpstreamOwner {
       return;
     }
     if (upstream === null) return;
-    upstreamPool?.dialed(this.target); // a miss that connected: warm one for the next asker
+    // A miss that connected: the pool warms one for the next client asking for this destination.
+    upstreamPool?.dialed(this.target, request.host, request.port);
     this.relay(upstream);
   }
 

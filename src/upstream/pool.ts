@@ -287,10 +287,10 @@ export class UpstreamPool {
   }
 
   /** A miss whose client has connected on its own: one warm connection for the next asker. */
-  dialed(key: string): void {
-    const dest = this.dests.get(key);
-    if (dest === undefined || this.closed) return;
-    this.want(dest, 1);
+  dialed(key: string, host: string, port: number): void {
+    if (this.closed) return;
+    // touch() again: a slow dial may outlast idle_timeout_secs, and the key be forgotten meanwhile.
+    this.want(this.touch(key, host, port, this.now()), 1);
   }
 
   /** A connection take() handed out has closed. */

@@ -50,7 +50,7 @@ async function takeId(pool: UpstreamPool, port: number): Promise<number> {
 /** A miss whose client connected on its own: the pool warms one for the next asker. */
 function missAndDial(pool: UpstreamPool, port: number): void {
   expect(pool.take(keyOf(port), HOST, port, null, new RecordingOwner())).toBeNull();
-  pool.dialed(keyOf(port));
+  pool.dialed(keyOf(port), HOST, port);
 }
 
 /** The identities every ledger keeps (see src/upstream/pool.ts). */
@@ -144,7 +144,7 @@ describe("edge cases", () => {
     const { pool } = makePool({ clock });
     missAndDial(pool, target.port);
     for (let i = 0; i < 3; i++) {
-      if (i > 0) pool.dialed(keyOf(target.port));
+      if (i > 0) pool.dialed(keyOf(target.port), HOST, target.port);
       await waitFor(() => pool.counts().total_idle === i + 1, `warm connection ${i}`);
       clock.ms += 10;
     }
@@ -171,8 +171,8 @@ describe("edge cases", () => {
     second.pool.pin(HOST, target.port);
     await waitFor(() => second.pool.counts().total_idle === 1, "what is left for the second");
     // A miss in the second Worker cannot add a fourth: dropped_full, with one event.
-    second.pool.dialed(keyOf(target.port));
-    second.pool.dialed(keyOf(target.port));
+    second.pool.dialed(keyOf(target.port), HOST, target.port);
+    second.pool.dialed(keyOf(target.port), HOST, target.port);
     expect(second.pool.counts().dropped_full).toBe(2);
     expect(
       second.events.filter((event) => event.kind === "upstream_pool_dropped_full").length,
@@ -318,7 +318,7 @@ describe("edge cases", () => {
     pool = makePool({ memory }).pool;
     missAndDial(pool, target.port);
     await waitFor(() => pool.counts().total_idle === 1, "one warm connection");
-    pool.dialed(keyOf(target.port)); // the second
+    pool.dialed(keyOf(target.port), HOST, target.port); // the second
     expect(pool.counts().pending_creates).toBe(1);
     await waitFor(() => target.conns.length === 2, "the second connect to land");
     expect(pool.counts()).toMatchObject({ total_idle: 0, pending_creates: 0 });
@@ -339,7 +339,7 @@ describe("edge cases", () => {
     abandonPool(dead.pool); // it "crashes": never closed, its sockets left to the end of the test
     missAndDial(survivor.pool, target.port);
     missAndDial(dead.pool, target.port);
-    dead.pool.dialed(keyOf(target.port));
+    dead.pool.dialed(keyOf(target.port), HOST, target.port);
     await waitFor(() => dead.pool.counts().total_idle === 2, "the doomed Worker's connections");
     await waitFor(() => survivor.pool.counts().total_idle === 1, "the survivor's");
     expect(reclaimUpstreamPool(memory, 1)).toBe(2);
@@ -367,9 +367,9 @@ describe("edge cases", () => {
     missAndDial(pool, b.port); // miss 2 → created 3
     await waitFor(settled(2), "b warm");
     clock.ms += 10;
-    pool.dialed(keyOf(a.port)); // created 4: a holds 2, the pool 3
+    pool.dialed(keyOf(a.port), HOST, a.port); // created 4: a holds 2, the pool 3
     await waitFor(settled(3), "a's second");
-    pool.dialed(keyOf(a.port)); // a is at max_idle_per_dest: dropped_full 1
+    pool.dialed(keyOf(a.port), HOST, a.port); // a is at max_idle_per_dest: dropped_full 1
     clock.ms += 10;
     missAndDial(pool, c.port); // miss 3; the pool is full: a's oldest is evicted → created 5
     await waitFor(() => settled(3)() && pool.ledger().evicted === 1, "c warm");
