@@ -409,6 +409,7 @@ export class Connection implements PipeOwner, UpstreamOwner {
       duration_ms: Math.round(performance.now() - this.startedAt),
       outcome,
       reply: this.reply,
+      pooled: this.fromPool ? true : undefined, // the upstream came warm from the upstream pool
     });
   }
 
@@ -418,9 +419,10 @@ export class Connection implements PipeOwner, UpstreamOwner {
   }
 
   // ── socket events ────────────────────────────────────────────────────────────────────────────
-  // Bun calls these through two tables: clientEvents below, and upstreamEvents (src/upstream/owner.ts),
-  // which an idle pooled upstream shares until it is handed over. A FIN is seen only because both sides set
-  // allowHalfOpen and have an `end` handler; a reset arrives only as close's error argument.
+  // Bun calls these through two tables: clientEvents below, and upstreamEvents
+  // (src/upstream/owner.ts), which an idle pooled upstream shares until it is handed over. A FIN is
+  // seen only because both sides set allowHalfOpen and have an `end` handler; a reset arrives only
+  // as close's error argument.
 
   /** The client's bytes: handshake while the front reads, else relay. */
   onClientData(chunk: Uint8Array): void {

@@ -52,6 +52,11 @@ describe("SOCKS5 with the pool on", () => {
     expect(await socksTag(handle, "127.0.0.1", target.port)).toBe(1); // the warm one
     await waitFor(() => target.conns.length === 3, "its replacement");
     expect(poolCounts(handle)).toMatchObject({ pool_hits: 1, pool_misses: 1, total_reused: 1 });
+    // The log line says which connection came from the pool.
+    const lines = () =>
+      handle.connectionLogs().filter((line) => line.target === `127.0.0.1:${target.port}`);
+    await waitFor(() => lines().length === 2, "both connection log lines");
+    expect(lines().map((line) => line.pooled)).toEqual([undefined, true]);
     expect(handle.proxy.upstreamPool?.destinations()).toEqual([
       expect.objectContaining({ destination: `127.0.0.1:${target.port}`, hits: 1, misses: 1 }),
     ]);
