@@ -478,7 +478,7 @@ export class UpstreamPool {
     const max_idle_per_dest = this.settings.max_idle_per_dest;
     this.rateLimited(dest, "lastDroppedEvent", {
       kind: "upstream_pool_dropped_full",
-      level: "warn",
+      level: "info", // normal under a burst of misses; a steady stream says raise the limit
       message: `upstream pool: ${dest.key} is at max_idle_per_dest (${max_idle_per_dest})`,
       fields: { destination: dest.key, max_idle_per_dest, worker: this.worker },
     });
@@ -580,7 +580,12 @@ export class UpstreamPool {
       LIMITS.upstream_backoff_ms_min * 2 ** Math.min(dest.failures - 1, 30),
     );
     dest.backoffUntil = this.now() + backoffMs;
-    if (dest.failures === 1 && !denied) {
+    if (dest.failures === 1 && denied) {
+      this.log.info("upstream pool: the access rules deny warm connects here; backing off", {
+        target: dest.key,
+        backoff_ms: backoffMs,
+      });
+    } else if (dest.failures === 1) {
       // Once per failure streak; the recovery is reported when a refill works again.
       this.log.warn("upstream pool: a refill failed; backing off", {
         target: dest.key,
