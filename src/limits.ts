@@ -98,6 +98,14 @@ export const LIMITS = {
   upstream_idle_max: 65_536,
   /** idle_timeout_secs' ceiling: a pooled connection older than a day is not warm. */
   upstream_idle_timeout_secs_max: 86_400,
+  /** Destinations one Worker's pool remembers (asked for recently, holding nothing): at least
+   *  this many, or this many per max_total_idle, so a client naming endless destinations cannot
+   *  grow it without bound. */
+  upstream_keys_min: 1_024,
+  upstream_keys_per_idle: 4,
+  /** A destination whose warm connects fail backs off from the first delay, doubling to the last. */
+  upstream_backoff_ms_min: 250,
+  upstream_backoff_ms_max: 30_000,
 
   // ── admin API ──
   /** A bearer token shorter than this is guessable; longer is a config mistake. */
@@ -189,6 +197,12 @@ export const LIMIT_INVARIANTS: readonly (readonly [name: string, holds: boolean]
   [
     "upstream idle_timeout_secs fits the timeout ceiling",
     L.upstream_idle_timeout_secs_max * 1000 <= L.timeout_ms_max,
+  ],
+  [
+    "the upstream pool's refill backoff range is ordered and fits setTimeout",
+    0 < L.upstream_backoff_ms_min &&
+      L.upstream_backoff_ms_min <= L.upstream_backoff_ms_max &&
+      L.upstream_backoff_ms_max <= SET_TIMEOUT_MS_MAX,
   ],
   [
     "the sweep range is ordered and below every timeout's ceiling",

@@ -19,6 +19,7 @@ import { formatHostPort } from "./protocol/host-port.ts";
 import { hashPassword } from "./proxy/credentials.ts";
 import type { ListenerInfo } from "./proxy/server.ts";
 import { Supervisor } from "./supervisor.ts";
+import { readUpstreamPoolCounts } from "./upstream/stats.ts";
 
 const result = await loadConfig(Bun.argv.slice(2), process.env);
 
@@ -132,8 +133,9 @@ if (config.admin.listen !== "off") {
           slots: memory.slots,
           slot_bytes: memory.slot_bytes,
         },
-        // The upstream pool's counts are read here once src/upstream/ gives them shared memory.
-        upstreamPool: UPSTREAM_POOL_OFF,
+        upstreamPool: config.server.pool.enabled
+          ? () => readUpstreamPoolCounts(supervisor.upstreamPool, workers)
+          : UPSTREAM_POOL_OFF,
         stopping: () => stopping,
       },
       log,

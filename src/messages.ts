@@ -18,6 +18,8 @@ export type ToWorker =
       clients: SharedArrayBuffer;
       /** The counters, one block per Worker (src/stats/counters.ts). */
       counters: SharedArrayBuffer;
+      /** The upstream pool's reservations and counters (src/upstream/memory.ts). */
+      upstreamPool: SharedArrayBuffer;
     }
   | { type: "shutdown"; graceMs: number }
   /** The admin API asks for what only the Worker knows (lists, its pool counts): answered with a

@@ -24,6 +24,7 @@ import {
 import { createClientTableMemory } from "./proxy/clients.ts";
 import type { ListenerInfo, ProxySnapshot } from "./proxy/server.ts";
 import { createCounterMemory, reclaimCounters } from "./stats/counters.ts";
+import { createUpstreamPoolMemory, reclaimUpstreamPool } from "./upstream/memory.ts";
 
 const {
   restart_delay_ms_min: RESTART_DELAY_MS_MIN,
@@ -85,6 +86,11 @@ export class Supervisor {
   /** The open-connection counts: the total and one word per Worker (proxy/admission.ts). */
   private readonly openConnections: SharedArrayBuffer;
   private readonly open: Int32Array;
+  /** The upstream pool's shared reservations and counters (src/upstream/memory.ts); read it with
+   *  readUpstreamPoolCounts(upstreamPool, workers). Allocated even when the pool is off (small):
+   *  its counters then read zero. */
+  readonly upstreamPool: SharedArrayBuffer;
+  readonly workers: number;
   private readonly slots: Slot[];
   private stopping = false;
   /** The counters, one block per Worker (src/stats/counters.ts); read by the admin API. */
@@ -116,6 +122,11 @@ export class Supervisor {
     this.openConnections = new SharedArrayBuffer(openConnectionsBytes(workers));
     this.open = new Int32Array(this.openConnections);
     this.counters = createCounterMemory(workers);
+    this.workers = workers;
+    this.upstreamPool = createUpstreamPoolMemory(
+      workers,
+      config.server.pool.enabled ? config.server.pool.max_total_idle : 1,
+    );
     this.slots = Array.from({ length: workers }, () => ({
       worker: null,
       listening: false,
@@ -275,12 +286,14 @@ export class Supervisor {
         openConnections: this.openConnections,
         clients: this.clients,
         counters: this.counters,
+        upstreamPool: this.upstreamPool,
       });
     });
   }
 
   /** Gives back what dead Worker `index` held: its pool slots (held, and cached for `local`), or
-   *  its `alloc` budget, and its places under connections_max. One log line with the counts. */
+   *  its `alloc` budget, its places under connections_max and its upstream pool reservations (its
+   *  warm connections died with it). One log line with the counts. */
   private reclaim(index: number): void {
     let slots = 0;
     try {
@@ -295,10 +308,12 @@ export class Supervisor {
     }
     const connections = reclaimConnections(this.open, index);
     reclaimCounters(this.counters, index);
+    const upstreamReservations = reclaimUpstreamPool(this.upstreamPool, index);
     this.log.warn(`worker crashed: reclaimed ${slots} slots, ${connections} connections`, {
       worker: index,
       slots,
       connections,
+      upstream_reservations: upstreamReservations,
     });
     const slot = this.slots[index]!;
     this.onEvent(

@@ -35,6 +35,7 @@ async function start(message: Extract<ToWorker, { type: "start" }>): Promise<voi
       log,
       openConnections: new Int32Array(message.openConnections),
       clients: message.clients,
+      upstreamPool: message.upstreamPool,
       worker: index,
       counters: new WorkerCounters(message.counters, index),
       // Rate-limited here, at the producer, so a flood of refusals costs one message per second.

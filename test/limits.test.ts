@@ -43,6 +43,7 @@ describe("limits", () => {
       "every timeout fits setTimeout",
       "an idle upstream connection fits under the descriptor budget of the largest config",
       "upstream idle_timeout_secs fits the timeout ceiling",
+      "the upstream pool's refill backoff range is ordered and fits setTimeout",
       "the sweep range is ordered and below every timeout's ceiling",
       "a Worker's restart backoff is shorter than the time that makes it healthy again",
     ]);

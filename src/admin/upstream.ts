@@ -4,14 +4,16 @@
 // enabled=false with zeros and the configured limits. Not the pool itself (src/upstream/).
 
 import type { Config } from "../config/schema.ts";
+import { mergeDestinations, type readUpstreamPoolCounts } from "../upstream/stats.ts";
 import type {
   UpstreamDestinationStats,
   UpstreamPoolCounts,
   UpstreamPoolResponse,
 } from "./types.ts";
 
-/** Reads each Worker's upstream-pool counts, or null when there is no pool memory (pool off). */
-export type UpstreamPoolReader = () => UpstreamPoolCounts[] | null;
+/** Reads the upstream pool's counts from shared memory (readUpstreamPoolCounts), or null when the
+ *  pool is off. */
+export type UpstreamPoolReader = () => ReturnType<typeof readUpstreamPoolCounts> | null;
 
 /** The reader for a process whose upstream pool is off: there is no pool memory to read. */
 export const UPSTREAM_POOL_OFF: UpstreamPoolReader = () => null;
@@ -52,54 +54,42 @@ export function zeroCounts(): UpstreamPoolCounts {
   return counts;
 }
 
-/** One destination's numbers summed over the Workers that have it (each Worker has its own pool). */
-export function mergeDestinations(
-  perWorker: readonly (readonly UpstreamDestinationStats[])[],
-): UpstreamDestinationStats[] {
-  const merged = new Map<string, UpstreamDestinationStats>();
-  for (const list of perWorker) {
-    for (const entry of list) {
-      const into = merged.get(entry.destination);
-      if (into === undefined) {
-        merged.set(entry.destination, { ...entry });
-        continue;
-      }
-      for (const key of DESTINATION_KEYS) into[key] += entry[key];
-      into.backoff_until_ms = Math.max(into.backoff_until_ms, entry.backoff_until_ms);
-    }
-  }
-  return [...merged.values()].sort(
-    (left, right) => right.hits + right.misses - (left.hits + left.misses),
-  );
-}
-
 /** The response: the seed's fields summed over Workers, the config's limits, and both lists. */
 export function upstreamPoolResponse(
   config: Config,
-  perWorker: UpstreamPoolCounts[] | null,
-  destinations: readonly (readonly UpstreamDestinationStats[])[],
+  counts: ReturnType<UpstreamPoolReader>,
+  destinations: UpstreamDestinationStats[][],
 ): UpstreamPoolResponse {
   const pool = config.server.pool;
-  const total = zeroCounts();
-  for (const counts of perWorker ?? []) for (const key of COUNT_KEYS) total[key] += counts[key];
   return {
-    enabled: pool.enabled && perWorker !== null,
+    enabled: pool.enabled && counts !== null,
     max_idle_per_dest: pool.max_idle_per_dest,
     max_total_idle: pool.max_total_idle,
     idle_timeout_secs: pool.idle_timeout_secs,
     connect_timeout_ms: pool.connect_timeout_ms,
-    ...total,
-    per_destination: mergeDestinations(destinations),
-    per_worker: (perWorker ?? []).map((counts, worker) => ({ worker, ...counts })),
+    // The total comes from shared memory whole: a destination idle in two Workers counts once.
+    ...(counts?.total ?? zeroCounts()),
+    per_destination: byTraffic(mergeDestinations(destinations)),
+    per_worker: counts?.per_worker ?? [],
   };
+}
+
+/** Busiest first (hits + misses), then by name. */
+function byTraffic(destinations: UpstreamDestinationStats[]): UpstreamDestinationStats[] {
+  return destinations.sort(
+    (left, right) =>
+      right.hits + right.misses - (left.hits + left.misses) ||
+      (left.destination < right.destination ? -1 : 1),
+  );
 }
 
 /** The top destinations by traffic (hits + misses), then the rest summed as "other". */
 export function topDestinations(
-  destinations: readonly UpstreamDestinationStats[],
+  all: readonly UpstreamDestinationStats[],
   max = METRIC_DESTINATIONS_MAX,
 ): UpstreamDestinationStats[] {
-  if (destinations.length <= max) return [...destinations];
+  const destinations = byTraffic([...all]);
+  if (destinations.length <= max) return destinations;
   const other: UpstreamDestinationStats = {
     destination: "other",
     hits: 0,

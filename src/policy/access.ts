@@ -208,6 +208,25 @@ export class AccessPolicy {
     return verdict;
   }
 
+  /** Whether the upstream pool may open a warm connection to `address` (one address `host`
+   *  resolved to) on no client's behalf. Only the client-agnostic part of the rules decides: the
+   *  built-in denials always (the proxy itself, link-local, metadata are never pre-connected, even
+   *  where a rule opens them to some client), and the first rule naming no client, user or
+   *  listener that matches. Rules about clients are left to the take, which asks decide() for the
+   *  client in hand; so is access.default. */
+  allowsWarmConnect(host: string, port: number, address: string): boolean {
+    const literal = parseIPLiteral(address);
+    if (literal === null) return false;
+    const prepared = this.prepare({ client: undefined, user: undefined, host, port, listener: "" });
+    const canonical = canonicalAddress(literal);
+    if (this.builtinDenial(prepared, canonical) !== undefined) return false;
+    for (const rule of this.rules) {
+      if (rule.clients !== null || rule.users !== null || rule.listeners !== null) continue;
+      if (matches(rule, prepared, canonical)) return rule.allow;
+    }
+    return true;
+  }
+
   /** A built-in denial that applies, undefined when none does, null when it needs the address. */
   private builtinDenial(
     prepared: PreparedRequest,

@@ -8,8 +8,10 @@
 //   1. front     the front protocol reads the handshake     deadline: handshake_timeout_ms
 //     │          (SOCKS5; none for a forward listener)
 //     ▼
-//   2. dial      access rules, resolve, the rules again     deadline: dns + connect timeout
-//                for each address, then connect (dial.ts)
+//   2. dial      access rules, then a warm connection from  deadline: dns + connect timeout
+//                the upstream pool (src/upstream/), else
+//                resolve, the rules again for each address,
+//                connect (dial.ts)
 //     ▼
 //   3. relay     two Pipes, one per direction (relay.ts)    idle_timeout_ms, then fin_timeout_ms
 //     │                                                     once one direction has passed its FIN
@@ -41,6 +43,9 @@ import {
   Reply,
 } from "../protocol/index.ts";
 import { FIELD, type WorkerCounters } from "../stats/counters.ts";
+import type { UpstreamOwner } from "../upstream/owner.ts";
+import { upstreamEvents } from "../upstream/owner.ts";
+import type { UpstreamPool } from "../upstream/pool.ts";
 import type { ClientTable } from "./clients.ts";
 import { connectAny, DialError, resolveHost } from "./dial.ts";
 import { type HandshakeBudget, PartialMessage } from "./partial.ts";
@@ -73,11 +78,13 @@ export interface ConnectionContext {
   /** This Worker's counters for the admin API (src/stats/counters.ts), and its index. */
   readonly counters: WorkerCounters;
   readonly worker: number;
+  /** This Worker's upstream warm-connection pool; absent when server.pool is off. */
+  readonly upstreamPool?: UpstreamPool;
 }
 
 const NO_DEADLINE = Number.POSITIVE_INFINITY;
 
-export class Connection implements PipeOwner {
+export class Connection implements PipeOwner, UpstreamOwner {
   stage: Stage;
   // One deadline per stage, each NO_DEADLINE outside its stage (absolute performance.now() ms).
   private handshakeDeadline = NO_DEADLINE;
@@ -96,8 +103,9 @@ export class Connection implements PipeOwner {
   // Null for a forward, and once the front has answered the dial: idle connections hold no front.
   private front: FrontProtocol | null;
   private readonly client: Socket<Connection>;
-  private upstream: Socket<Connection> | null = null;
+  private upstream: Socket<UpstreamOwner> | null = null;
   private target = "";
+  private fromPool = false;
   private readonly startedAt: number;
   private readonly clientAddress: string;
   /** The client's IP as Bun gave it at accept (undefined if it gave none), for per-client counts. */
@@ -110,8 +118,10 @@ export class Connection implements PipeOwner {
   private user: string | undefined;
   /** When the dial stage began (performance.now()), for the connect-latency histogram. */
   private dialStartedAt = 0;
-  /** The upstream came warm from the upstream pool (set by the dial stage when it does). */
-  pooled = false;
+  /** True when the upstream came warm from the upstream pool. */
+  get pooled(): boolean {
+    return this.fromPool;
+  }
 
   constructor(
     ctx: ConnectionContext,
@@ -267,8 +277,23 @@ export class Connection implements PipeOwner {
       this.denied(early.rule, user);
       return;
     }
+    const upstreamPool = this.ctx.upstreamPool;
+    if (upstreamPool !== undefined) {
+      // The rules still apply to a warm connection: when they depend on the address, it is the
+      // pooled connection's that is judged (a refusal is a miss, and the dial below judges all).
+      const allowed =
+        early === null
+          ? (address: string) => this.ctx.access.decideAddress(access, address).allow
+          : null;
+      const handoff = upstreamPool.take(this.target, request.host, request.port, allowed, this);
+      if (handoff !== null) {
+        this.fromPool = true;
+        this.relay(handoff.socket, handoff.banner);
+        return;
+      }
+    }
     const abandoned = () => this.stage !== "dial";
-    let upstream: Socket<Connection> | null;
+    let upstream: Socket<UpstreamOwner> | null;
     try {
       let addresses = await resolveHost(request.host, dns_timeout_ms);
       if (early === null) {
@@ -282,12 +307,21 @@ export class Connection implements PipeOwner {
         }
         addresses = allowed;
       }
-      upstream = await connectAny(addresses, request.port, this, upstreamEvents, abandoned);
+      upstream = await connectAny<UpstreamOwner>(
+        addresses,
+        request.port,
+        this,
+        upstreamEvents,
+        abandoned,
+      );
     } catch (error) {
       if (!abandoned()) this.dialFailed(dialErrorCode(error));
       return;
     }
-    if (upstream !== null) this.relay(upstream);
+    if (upstream === null) return;
+    // A miss that connected: the pool warms one for the next client asking for this destination.
+    upstreamPool?.dialed(this.target, request.host, request.port);
+    this.relay(upstream);
   }
 
   /** The access rules refused the destination: answer 02 (SOCKS5) and close, naming the rule. */
@@ -319,7 +353,8 @@ export class Connection implements PipeOwner {
 
   // ── 3. relay ─────────────────────────────────────────────────────────────────────────────────
 
-  private relay(upstream: Socket<Connection>): void {
+  /** `banner`: bytes a pooled upstream sent while idle, delivered to the client first. */
+  private relay(upstream: Socket<UpstreamOwner>, banner: Uint8Array | null = null): void {
     this.upstream = upstream;
     this.stage = "relay";
     this.connectDeadline = NO_DEADLINE;
@@ -334,6 +369,7 @@ export class Connection implements PipeOwner {
     }
     this.up.connect(this.client, upstream);
     this.down.connect(upstream, this.client);
+    if (banner !== null) this.down.data(banner); // before any later byte: those come in later events
     this.up.drain(); // early data, and a FIN that came with it
     this.down.drain(); // anything the upstream said before we were ready
   }
@@ -422,6 +458,7 @@ export class Connection implements PipeOwner {
       this.client.end();
       this.upstream?.end();
     }
+    if (this.fromPool) this.ctx.upstreamPool?.finished(this.target);
     this.ctx.forget(this);
     this.ctx.counters.closed(this.kindIndex, outcome, this.reply ?? this.succeededReply);
     this.ctx.log.info("connection", {
@@ -433,6 +470,7 @@ export class Connection implements PipeOwner {
       duration_ms: Math.round(performance.now() - this.startedAt),
       outcome,
       reply: this.reply,
+      pooled: this.fromPool ? true : undefined, // the upstream came warm from the upstream pool
     });
   }
 
@@ -442,8 +480,10 @@ export class Connection implements PipeOwner {
   }
 
   // ── socket events ────────────────────────────────────────────────────────────────────────────
-  // Bun calls these through the two tables below. A FIN is seen only because both sides set
-  // allowHalfOpen and have an `end` handler; a reset arrives only as close's error argument.
+  // Bun calls these through two tables: clientEvents below, and upstreamEvents
+  // (src/upstream/owner.ts), which an idle pooled upstream shares until it is handed over. A FIN is
+  // seen only because both sides set allowHalfOpen and have an `end` handler; a reset arrives only
+  // as close's error argument.
 
   /** The client's bytes: handshake while the front reads, else relay. */
   onClientData(chunk: Uint8Array): void {
@@ -459,7 +499,7 @@ export class Connection implements PipeOwner {
     }
   }
 
-  onUpstreamData(upstream: Socket<Connection>, chunk: Uint8Array): void {
+  onUpstreamData(upstream: Socket<UpstreamOwner>, chunk: Uint8Array): void {
     if (this.stage === "closed") {
       upstream.end(); // a late socket of an abandoned dial
       return;
@@ -532,15 +572,6 @@ export const clientEvents: SocketHandler<Connection | undefined> = {
   error: (socket, error) => socket.data?.failed(error),
 };
 
-/** Events of an upstream socket: it belongs to its connection from the moment Bun.connect runs. */
-const upstreamEvents: SocketHandler<Connection> = {
-  data: (socket, chunk) => socket.data.onUpstreamData(socket, chunk),
-  drain: (socket) => socket.data.onUpstreamDrain(),
-  end: (socket) => socket.data.onUpstreamEnd(),
-  close: (socket, error) => (error ? socket.data.failed(error) : socket.data.onUpstreamClosed()),
-  error: (socket, error) => socket.data.failed(error),
-};
-
 /** The code of a failed dial. Bun reports a connect that failed for lack of descriptors as
  *  ECONNREFUSED; when this process is out of them, it is EMFILE (answered 01, not 05). */
 function dialErrorCode(error: unknown): string | undefined {
@@ -562,7 +593,7 @@ function peerAddress(socket: Socket<unknown>): string {
 }
 
 /** A system error from a socket (ECONNRESET, EPIPE…), as opposed to an exception of our own. */
-function isSocketError(error: Error): boolean {
+export function isSocketError(error: Error): boolean {
   const code = (error as { code?: unknown }).code;
   return typeof code === "string" && /^E[A-Z0-9_]+$/.test(code);
 }

@@ -1,6 +1,6 @@
 // One thread's proxy: the SOCKS5 and forward listeners (reusePort, so every Worker binds the same
-// ports), accepting a client into the pipeline (connection.ts), the deadline sweeper and graceful
-// close. Not process supervision (supervisor.ts) and not config parsing (src/config/).
+// ports), accepting a client into the pipeline (connection.ts), the deadline sweeper, this Worker's
+// upstream warm-connection pool (src/upstream/, when server.pool.enabled) and graceful close. Not process supervision (supervisor.ts) and not config parsing (src/config/).
 
 import type { Socket, TCPSocketListener, TCPSocketListenOptions } from "bun";
 import {
@@ -8,6 +8,7 @@ import {
   NO_TELEMETRY,
   type Telemetry,
   type UpstreamDestinationStats,
+  type UpstreamPoolCounts,
 } from "../admin/types.ts";
 import { type Config, handshakeSlotsPerWorker } from "../config/schema.ts";
 import { LIMITS } from "../limits.ts";
@@ -17,6 +18,8 @@ import type { BufferPool, PoolStats } from "../pool/index.ts";
 import { parseHostPort } from "../protocol/host-port.ts";
 import { WorkerCounters } from "../stats/counters.ts";
 import { type DialRequest, type FrontProtocol, Socks5Handshake } from "../protocol/index.ts";
+import { createUpstreamPoolMemory } from "../upstream/memory.ts";
+import { UpstreamPool } from "../upstream/pool.ts";
 import { Admission } from "./admission.ts";
 import { type ClientRefusal, ClientTable, createClientTableMemory } from "./clients.ts";
 import {
@@ -49,6 +52,8 @@ export interface ProxyStats {
   /** Relay bytes held in pool slots (and chunks held in place) on this thread. */
   backlog_bytes: number;
   pool: PoolStats;
+  /** This Worker's upstream warm-connection pool (the seed's fields); null when it is off. */
+  upstream_pool: UpstreamPoolCounts | null;
 }
 
 /** What the admin API asks a Worker for (src/admin/views.ts, takeSnapshots): what only the Worker
@@ -68,6 +73,8 @@ export interface ProxyServer {
   stats(): ProxyStats;
   /** This Worker's lists and pool counts for the admin API, with up to `connections` entries. */
   snapshot(connections: number): ProxySnapshot;
+  /** This Worker's upstream pool, per destination; null when server.pool is off. */
+  readonly upstreamPool: { destinations(): UpstreamDestinationStats[] } | null;
   /** Stops accepting, lets open connections finish for up to `graceMs`, then closes the rest. */
   close(graceMs: number): Promise<void>;
 }
@@ -84,6 +91,9 @@ export interface ProxyOptions {
   worker?: number;
   /** This Worker's block of the shared counters (src/stats/counters.ts); private when absent. */
   counters?: WorkerCounters;
+  /** The upstream pool's memory shared by every Worker (createUpstreamPoolMemory); made for this
+   *  thread alone when absent. Unused when server.pool is off. */
+  upstreamPool?: SharedArrayBuffer;
   /** Where operational events go (the admin API's ring); nowhere when absent. */
   telemetry?: Telemetry;
 }
@@ -259,13 +269,27 @@ export async function startProxy(options: ProxyOptions): Promise<ProxyServer> {
   }
 
   // Made once the listeners are bound; accept() runs only on later events, so it sees it set.
+  // This proxy's own listeners (bound ports known now) are denied as destinations.
+  const access = new AccessPolicy(config.access, info);
+  const poolSettings = config.server.pool;
+  const upstreamPool = poolSettings.enabled
+    ? new UpstreamPool({
+        settings: poolSettings,
+        dnsTimeoutMs: config.upstream.dns_timeout_ms,
+        buffers: pool,
+        log,
+        memory: options.upstreamPool ?? createUpstreamPoolMemory(1, poolSettings.max_total_idle),
+        worker: options.upstreamPool ? (options.worker ?? 0) : 0,
+        allowConnect: (host, port, address) => access.allowsWarmConnect(host, port, address),
+        telemetry: options.telemetry ?? NO_TELEMETRY,
+      })
+    : null;
   const ctx: ConnectionContext = {
     config,
     pool,
     log,
     clock,
-    // This proxy's own listeners (bound ports known now) are denied as destinations.
-    access: new AccessPolicy(config.access, info),
+    access,
     handshakeSlots: { held: 0, max: handshakeSlotsPerWorker(config) },
     clients,
     counters,
@@ -277,7 +301,15 @@ export async function startProxy(options: ProxyOptions): Promise<ProxyServer> {
       }
       if (connections.size === 0) onEmpty?.();
     },
+    ...(upstreamPool === null ? {} : { upstreamPool }),
   };
+  // A forward listener's target is known from the start: keep it warm from now on.
+  if (upstreamPool !== null) {
+    for (const forward of config.forward) {
+      const target = addressOf(forward.target, "forward target");
+      upstreamPool.pin(target.host, target.port);
+    }
+  }
 
   const idleMs = config.relay.idle_timeout_ms;
   const sweepMs = sweepInterval(config);
@@ -305,6 +337,7 @@ export async function startProxy(options: ProxyOptions): Promise<ProxyServer> {
 
   return {
     listeners: info,
+    upstreamPool,
     stats() {
       let backlog = 0;
       for (const connection of connections) backlog += connection.backlogBytes();
@@ -315,6 +348,7 @@ export async function startProxy(options: ProxyOptions): Promise<ProxyServer> {
         clients_refused: { ...clients.refused },
         backlog_bytes: backlog,
         pool: pool.stats(),
+        upstream_pool: upstreamPool?.counts() ?? null,
       };
     },
     snapshot(wanted) {
@@ -330,12 +364,13 @@ export async function startProxy(options: ProxyOptions): Promise<ProxyServer> {
         backlog_bytes: backlog,
         pool: pool.stats(),
         connections: list,
-        upstream_destinations: [],
+        upstream_destinations: upstreamPool?.destinations() ?? [],
       };
     },
     async close(graceMs) {
       closing = true;
       for (const listener of listeners) listener.stop(false); // stop accepting; keep open connections
+      upstreamPool?.close(); // idle warm connections serve no one now
       if (connections.size > 0) {
         await new Promise<void>((resolve) => {
           const timer = setTimeout(resolve, graceMs);

@@ -7,7 +7,8 @@ import { Exposition, escapeLabelValue } from "../../src/admin/exposition.ts";
 import { adminHandler, bearerCheck, SILENT_WORKERS_HEADER } from "../../src/admin/server.ts";
 import { RateLimitedTelemetry, TelemetryRing } from "../../src/admin/telemetry.ts";
 import type { TelemetryInput, UpstreamDestinationStats } from "../../src/admin/types.ts";
-import { mergeDestinations, topDestinations, UPSTREAM_POOL_OFF } from "../../src/admin/upstream.ts";
+import { topDestinations, UPSTREAM_POOL_OFF } from "../../src/admin/upstream.ts";
+import { mergeDestinations } from "../../src/upstream/stats.ts";
 import type { ProxySnapshot } from "../../src/proxy/server.ts";
 import { DEFAULT_CONFIG } from "../../src/config/schema.ts";
 import { createLogger } from "../../src/log.ts";
@@ -208,7 +209,7 @@ describe("the upstream-pool adapter", () => {
       [entry("a:1", 5), entry("b:1", 1)],
       [entry("a:1", 2), entry("c:1", 9)],
     ]);
-    expect(merged.map((e) => [e.destination, e.hits, e.idle])).toEqual([
+    expect(topDestinations(merged).map((e) => [e.destination, e.hits, e.idle])).toEqual([
       ["c:1", 9, 1],
       ["a:1", 7, 2],
       ["b:1", 1, 1],

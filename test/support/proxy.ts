@@ -1,5 +1,6 @@
 // The proxy in-process for tests: startTestProxy with parsed JSON logs and stats. Not the proxy as a child process (proxy-process.ts).
 
+import type { Telemetry } from "../../src/admin/types.ts";
 import { type Config, parseConfig } from "../../src/config/schema.ts";
 import { createLogger, type Logger, type LogLevel } from "../../src/log.ts";
 import { type BufferPool, createPool } from "../../src/pool/index.ts";
@@ -32,6 +33,10 @@ export interface TestConfig {
   pool?: Record<string, unknown>;
   access?: Record<string, unknown>;
   clients?: Record<string, unknown>;
+  /** [server.pool], the upstream warm-connection pool (merged into `server`). */
+  upstreamPool?: Record<string, unknown>;
+  /** Not config: where the proxy reports operational events (none when absent). */
+  telemetry?: Telemetry;
 }
 
 const openProxies = new Set<TestProxy>();
@@ -51,7 +56,18 @@ export function capturingLogger(level: LogLevel): { log: Logger; logs: LogRecord
 
 export async function startTestProxy(input: TestConfig = {}): Promise<TestProxy> {
   const config = parseConfig({
-    server: input.server ?? {},
+    server: {
+      ...input.server,
+      ...(input.upstreamPool === undefined
+        ? {}
+        : {
+            pool: {
+              enabled: true,
+              ...(input.server?.pool as Record<string, unknown> | undefined),
+              ...input.upstreamPool,
+            },
+          }),
+    },
     socks: { listen: "127.0.0.1:0", ...input.socks },
     forward: (input.forward ?? []).map((entry) => ({ listen: "127.0.0.1:0", ...entry })),
     relay: input.relay ?? {},
@@ -68,7 +84,12 @@ export async function startTestProxy(input: TestConfig = {}): Promise<TestProxy>
     local_batch: config.pool.local_batch,
   });
   const { log, logs } = capturingLogger("info");
-  const proxy = await startProxy({ config, pool, log });
+  const proxy = await startProxy({
+    config,
+    pool,
+    log,
+    ...(input.telemetry === undefined ? {} : { telemetry: input.telemetry }),
+  });
   const socks = proxy.listeners.find((listener) => listener.kind === "socks");
   const connectionLogs = () => logs.filter((record) => record.msg === "connection");
   const handle: TestProxy = {
