@@ -114,6 +114,12 @@ let stopping = false;
 let listening: ListenerInfo[] = [];
 let poolBackend: string = memory.backend;
 
+// Installed before anything starts: a SIGTERM that arrives while the Workers start (or the instant
+// after `ready`, before a later line would have installed it) stops gracefully instead of taking
+// the default action (exit 143).
+process.on("SIGTERM", () => void stop("SIGTERM"));
+process.on("SIGINT", () => void stop("SIGINT"));
+
 // The admin API starts before the Workers, so a port it cannot bind stops the start before any
 // listener opens, and /readyz answers 503 until every Worker listens.
 let admin: AdminServer | null = null;
@@ -197,8 +203,6 @@ async function stop(signal: string): Promise<void> {
   await admin?.stop();
   process.exit(0);
 }
-process.on("SIGTERM", () => void stop("SIGTERM"));
-process.on("SIGINT", () => void stop("SIGINT"));
 
 // Fault injection for the soak (test/soak/soak.ts), off unless SOCKPOOL_FAULT_INJECTION=1: then
 // SIGUSR2 makes Worker 0 die of an uncaught error and the supervisor restarts it as after any crash.

@@ -132,6 +132,27 @@ describe("sockpool command line", () => {
     expect(await withDeadline(hasher.exited, 20_000, "sockpool --hash-password")).toBe(2);
   });
 
+  test("SIGTERM while the Workers are still starting stops cleanly, exit 0 (not the default 143)", async () => {
+    const child = Bun.spawn(
+      [process.execPath, "src/main.ts", "--log-format", "json", "--socks", "127.0.0.1:0"].concat([
+        "--workers",
+        "2",
+        "--admin",
+        "127.0.0.1:0",
+      ]),
+      { cwd: REPO_ROOT, stdin: "ignore", stdout: "ignore", stderr: "pipe" },
+    );
+    const lines: string[] = [];
+    const decoder = new TextDecoder();
+    // The admin API's line comes before the Workers start: the signal lands mid-start.
+    for await (const chunk of child.stderr) {
+      lines.push(...decoder.decode(chunk).split("\n"));
+      if (lines.some((line) => line.includes('"admin listening"'))) break;
+    }
+    child.kill("SIGTERM");
+    expect(await withDeadline(child.exited, 20_000, "sockpool to exit")).toBe(0);
+  });
+
   test("--check with an invalid configuration exits 2 listing the problems", async () => {
     const result = await runCli(["--check", "--pool-slots", "3"]);
     expect(result.code).toBe(2);
