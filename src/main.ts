@@ -120,6 +120,19 @@ let poolBackend: string = memory.backend;
 process.on("SIGTERM", () => void stop("SIGTERM"));
 process.on("SIGINT", () => void stop("SIGINT"));
 
+// Fault injection for the soak (test/soak/soak.ts), off unless SOCKPOOL_FAULT_INJECTION=1: then
+// SIGUSR2 makes Worker 0 die of an uncaught error and the supervisor restarts it as after any crash.
+// Without the variable no handler is installed, and SIGUSR2 keeps its default action: Bun, like
+// Node, then ends the process (exit 140, "User defined signal 2").
+if (process.env.SOCKPOOL_FAULT_INJECTION === "1") {
+  log.warn("fault injection enabled: SIGUSR2 crashes worker 0", {
+    env: "SOCKPOOL_FAULT_INJECTION",
+  });
+  process.on("SIGUSR2", () => {
+    log.warn("fault injection: crashing worker 0", { sent: supervisor.injectCrash(0) });
+  });
+}
+
 // The admin API starts before the Workers, so a port it cannot bind stops the start before any
 // listener opens, and /readyz answers 503 until every Worker listens.
 let admin: AdminServer | null = null;
@@ -202,17 +215,4 @@ async function stop(signal: string): Promise<void> {
   });
   await admin?.stop();
   process.exit(0);
-}
-
-// Fault injection for the soak (test/soak/soak.ts), off unless SOCKPOOL_FAULT_INJECTION=1: then
-// SIGUSR2 makes Worker 0 die of an uncaught error and the supervisor restarts it as after any crash.
-// Without the variable no handler is installed, and SIGUSR2 keeps its default action: Bun, like
-// Node, then ends the process (exit 140, "User defined signal 2").
-if (process.env.SOCKPOOL_FAULT_INJECTION === "1") {
-  log.warn("fault injection enabled: SIGUSR2 crashes worker 0", {
-    env: "SOCKPOOL_FAULT_INJECTION",
-  });
-  process.on("SIGUSR2", () => {
-    log.warn("fault injection: crashing worker 0", { sent: supervisor.injectCrash(0) });
-  });
 }
