@@ -90,6 +90,8 @@ const Direction = struct {
     dropped_full: u64 = 0,
     dropped_oversize: u64 = 0,
     write_errors: u64 = 0,
+    /// The errno of the last refused write (EIO: the device was down), or 0.
+    write_errno_last: u16 = 0,
     depth_max: usize = 0,
 
     fn init(allocator: std.mem.Allocator, name: []const u8, from: posix.fd_t, to: posix.fd_t, packets: usize) !Direction {
@@ -157,7 +159,10 @@ const Direction = struct {
                 switch (posix.errno(rc)) {
                     .SUCCESS => self.forwarded += 1,
                     .INTR => continue,
-                    else => self.write_errors += 1,
+                    else => |err| {
+                        self.write_errors += 1;
+                        self.write_errno_last = @intFromEnum(err);
+                    },
                 }
                 break;
             }
@@ -252,15 +257,16 @@ fn report(directions: []const Direction, reason: []const u8) void {
     const back = directions[1];
     say(
         "{{\"type\":\"stopped\",\"reason\":\"{s}\",\"delay_ms\":{d}," ++
-            "\"to_far\":{{\"forwarded\":{d},\"dropped_full\":{d},\"dropped_oversize\":{d},\"write_errors\":{d},\"depth_max\":{d}}}," ++
-            "\"to_root\":{{\"forwarded\":{d},\"dropped_full\":{d},\"dropped_oversize\":{d},\"write_errors\":{d},\"depth_max\":{d}}}}}",
+            "\"to_far\":{{\"forwarded\":{d},\"dropped_full\":{d},\"dropped_oversize\":{d},\"write_errors\":{d},\"write_errno_last\":{d},\"depth_max\":{d}}}," ++
+            "\"to_root\":{{\"forwarded\":{d},\"dropped_full\":{d},\"dropped_oversize\":{d},\"write_errors\":{d},\"write_errno_last\":{d},\"depth_max\":{d}}}}}",
         .{
-            reason,               @as(f64, @floatFromInt(delay_ns)) / std.time.ns_per_ms,
-            out.forwarded,        out.dropped_full,
-            out.dropped_oversize, out.write_errors,
-            out.depth_max,        back.forwarded,
-            back.dropped_full,    back.dropped_oversize,
-            back.write_errors,    back.depth_max,
+            reason,                @as(f64, @floatFromInt(delay_ns)) / std.time.ns_per_ms,
+            out.forwarded,         out.dropped_full,
+            out.dropped_oversize,  out.write_errors,
+            out.write_errno_last,  out.depth_max,
+            back.forwarded,        back.dropped_full,
+            back.dropped_oversize, back.write_errors,
+            back.write_errno_last, back.depth_max,
         },
     );
 }
