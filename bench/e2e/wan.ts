@@ -15,6 +15,7 @@ import {
   type WanSettings,
 } from "../wan/run.ts";
 import { type Context, message, progress } from "./harness.ts";
+import { REPO_ROOT } from "./procs.ts";
 import type { Report } from "./report.ts";
 import { fixed, grouped } from "./table-cells.ts";
 
@@ -204,15 +205,27 @@ export function wanMarkdown(section: WanSection | null, heading = "##"): string 
   return lines.join("\n");
 }
 
+/** The source the figures were measured on: `git describe --always --dirty`, or null. */
+function revision(): string | null {
+  const result = Bun.spawnSync(["git", "describe", "--always", "--dirty"], {
+    cwd: REPO_ROOT,
+    stdout: "pipe",
+    stderr: "ignore",
+  });
+  return result.exitCode === 0 ? result.stdout.toString().trim() : null;
+}
+
 /** wan.md and wan.json, beside (or instead of) e2e.*: the WAN's committed results stand alone. */
 export function writeWanResults(report: Report, dir: string): string | null {
   const section = report.wan;
   if (section === null || section.skipped !== null) return null;
   mkdirSync(dir, { recursive: true });
+  const source = revision();
   const json = {
     schema: 1,
     date: report.date,
     command: report.command,
+    revision: source,
     smoke: report.smoke,
     machine: report.machine,
     ...section,
@@ -221,7 +234,7 @@ export function writeWanResults(report: Report, dir: string): string | null {
     `# sockpool WAN benchmark${report.smoke ? " (smoke: tiny sizes, figures meaningless)" : ""}`,
     "",
     `- Date: ${report.date}`,
-    `- Command: \`${report.command}\``,
+    `- Command: \`${report.command}\` at ${source ?? "an unknown revision"}`,
     `- Machine: ${report.machine.cpu}, ${report.machine.cores} cores, Linux ${report.machine.kernel}, bun ${report.machine.bun}`,
     "",
     wanMarkdown(section),
