@@ -123,6 +123,8 @@ interface Proxy {
 }
 
 const SHUTDOWN_TIMEOUT_MS = 1_000;
+/** Far above what the benchmark opens (C clients + C upstreams + the pool), far below 10,000. */
+const CONNECTIONS_MAX = 4_096;
 
 async function startProxy(settings: WanSettings, poolOn: boolean, dir: string): Promise<Proxy> {
   const [socksPort, adminPort] = freePorts(2) as [number, number];
@@ -130,7 +132,11 @@ async function startProxy(settings: WanSettings, poolOn: boolean, dir: string): 
   // level, which would also log every connection and cost the proxy CPU that is measured.
   const adminAddress = `127.0.0.1:${adminPort}`;
   const configFile = path.join(dir, `sockpool-wan-${poolOn ? "on" : "off"}.toml`);
-  writeFileSync(configFile, `[server]\nshutdown_timeout_ms = ${SHUTDOWN_TIMEOUT_MS}\n`);
+  // connections_max well under the default open-file limit: no warning that it was lowered.
+  writeFileSync(
+    configFile,
+    `[server]\nconnections_max = ${CONNECTIONS_MAX}\nshutdown_timeout_ms = ${SHUTDOWN_TIMEOUT_MS}\n`,
+  );
   const argv = [
     process.execPath,
     "src/main.ts",
@@ -170,7 +176,10 @@ async function startProxy(settings: WanSettings, poolOn: boolean, dir: string): 
     }
   } catch (error) {
     await stop(proc);
-    throw error;
+    // By now its stderr has been read to the end: the first error line alone may have missed it.
+    const first = (error instanceof Error ? error.message : String(error)).split("\n")[0];
+    const detail = proc.stderr().trim();
+    throw new Error(`${first}${detail === "" ? "" : `\n${detail}`}`);
   }
   return { proc, socksPort, adminAddress };
 }
