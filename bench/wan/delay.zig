@@ -76,7 +76,6 @@ fn openTun(name: []const u8) !posix.fd_t {
 // ── One direction: a FIFO of packets, each due at its arrival time + the delay ─────────────────
 
 const Direction = struct {
-    name: []const u8,
     from: posix.fd_t,
     to: posix.fd_t,
     /// capacity × slot_bytes; slot i holds packet i's bytes.
@@ -94,9 +93,8 @@ const Direction = struct {
     write_errno_last: u16 = 0,
     depth_max: usize = 0,
 
-    fn init(allocator: std.mem.Allocator, name: []const u8, from: posix.fd_t, to: posix.fd_t, packets: usize) !Direction {
+    fn init(allocator: std.mem.Allocator, from: posix.fd_t, to: posix.fd_t, packets: usize) !Direction {
         return .{
-            .name = name,
             .from = from,
             .to = to,
             .data = try allocator.alloc(u8, packets * slot_bytes),
@@ -287,9 +285,10 @@ pub fn main() void {
     const far = openTun(args.far_dev) catch |err| fail("cannot create TUN device {s}: {s}", .{ args.far_dev, @errorName(err) });
 
     const allocator = std.heap.page_allocator;
+    // [0] root → far ("to_far" in the counters), [1] far → root ("to_root").
     var directions = [2]Direction{
-        Direction.init(allocator, "to_far", root, far, args.queue_packets) catch fail("out of memory for the queues", .{}),
-        Direction.init(allocator, "to_root", far, root, args.queue_packets) catch fail("out of memory for the queues", .{}),
+        Direction.init(allocator, root, far, args.queue_packets) catch fail("out of memory for the queues", .{}),
+        Direction.init(allocator, far, root, args.queue_packets) catch fail("out of memory for the queues", .{}),
     };
     var scratch: [slot_bytes]u8 = undefined;
 

@@ -76,7 +76,7 @@ export function linkUnavailable(): string | null {
     return "/dev/net/tun is missing or not accessible (no TUN support here)";
   }
   if (!hasCapability(CAP_NET_ADMIN) || !hasCapability(CAP_SYS_ADMIN)) {
-    return `creating network namespaces needs CAP_NET_ADMIN and CAP_SYS_ADMIN (run as root; uid ${process.getuid?.() ?? "?"})`;
+    return `creating network namespaces needs CAP_NET_ADMIN and CAP_SYS_ADMIN, which this process lacks (uid ${process.getuid?.() ?? "?"}): run it as root with them`;
   }
   return null;
 }
