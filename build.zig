@@ -2,6 +2,8 @@
 //!
 //!   zig build                 -> zig-out/lib/libsockpool.so   (ReleaseFast unless -Doptimize=...)
 //!   zig build test            -> all Zig tests under ReleaseSafe (override with -Dtest-optimize=...)
+//!   zig build wan-delay       -> zig-out/bin/sockpool-wan-delay (the WAN benchmark's delay line; not
+//!                                part of the default install, which stays the library alone)
 
 const std = @import("std");
 
@@ -36,4 +38,19 @@ pub fn build(b: *std.Build) void {
     run_tests.has_side_effects = true;
     const test_step = b.step("test", "Run the Zig unit and stress tests (ReleaseSafe)");
     test_step.dependOn(&run_tests.step);
+
+    // The WAN benchmark's userspace delay line (bench/wan/delay.zig): a separate step, so the default
+    // install and the library's build stay exactly as they are. Always ReleaseFast: it is a benchmark
+    // tool, and a debug build would add its own latency to the link it emulates.
+    const delay = b.addExecutable(.{
+        .name = "sockpool-wan-delay",
+        .root_module = b.createModule(.{
+            .root_source_file = b.path("bench/wan/delay.zig"),
+            .target = target,
+            .optimize = .ReleaseFast,
+            .link_libc = false,
+        }),
+    });
+    const wan_delay_step = b.step("wan-delay", "Build the WAN benchmark's delay line into zig-out/bin");
+    wan_delay_step.dependOn(&b.addInstallArtifact(delay, .{}).step);
 }

@@ -4,11 +4,15 @@
 //   throughput  iperf3 (-P 1/4, -R) through proxychains4 (SOCKS5) or a TCP forward;
 //   rate        connect [+ SOCKS5 handshake] + 64 B echo + close, C loops for T s: conn/s, latency;
 //   idle        N idle proxied connections: the proxy's RSS per connection;
-//   slow        K readers that stall while the target streams: the proxy's peak RSS.
+//   slow        K readers that stall while the target streams: the proxy's peak RSS;
+//   wan         sockpool's upstream pool off and on across an emulated 10 ms link (bench/wan/),
+//               beside direct: CONNECT-to-first-byte latency, conn/s, hit rate, CPU per connection.
 // Not a test and not a gate: it prints tables, writes bench/results/e2e.{md,json} and evaluates
 // the targets without failing on them. Every process it starts is stopped at the end, also on
 // failure and Ctrl-C, and it checks with ps that none is left. Each section is its own file
-// (throughput.ts, rate.ts, idle.ts, slow.ts); options.ts has the flags, report.ts writes e2e.md.
+// (throughput.ts, rate.ts, idle.ts, slow.ts, wan.ts); options.ts has the flags, report.ts writes
+// e2e.md. The WAN section also writes wan.md and wan.json, and is skipped with one line where
+// network namespaces cannot be made.
 //
 //   bun bench/e2e/main.ts [--time S] [--strategies a,b] [--peers list] [--only sections] [--quick]
 //                         [--concurrency C] [--idle N] [--out DIR] [--smoke]
@@ -42,6 +46,7 @@ import { measureSlow } from "./slow.ts";
 import { evaluateTargets } from "./targets.ts";
 import { debianVersion, requireTool, toolVersion } from "./tools.ts";
 import { measureThroughput } from "./throughput.ts";
+import { measureWan, wanFailed, writeWanResults } from "./wan.ts";
 
 const options = parseOptions(Bun.argv.slice(2));
 
@@ -188,6 +193,7 @@ async function main(): Promise<number> {
       rate: sections.includes("rate") ? await measureRate(forSection("rate")) : [],
       idle: sections.includes("idle") ? await measureIdle(forSection("idle")) : [],
       slow: sections.includes("slow") ? await measureSlow(forSection("slow")) : [],
+      wan: sections.includes("wan") ? await measureWan(forSection("wan")) : null,
       targets: [],
       notes,
       skipped,
@@ -239,7 +245,9 @@ async function main(): Promise<number> {
     ) ||
     report.rate.some((row) => row.conn_per_s === null) ||
     report.idle.some((row) => row.bytes_per_conn === null) ||
-    report.slow.some((row) => row.peak_delta_mib === null);
+    report.slow.some((row) => row.peak_delta_mib === null) ||
+    wanFailed(report.wan);
+  if (report.wan?.skipped != null) report.skipped.push(`wan: ${report.wan.skipped}`);
   const markdown = renderMarkdown(report);
   const outDir = options.resultsDir();
   mkdirSync(outDir, { recursive: true });
@@ -247,6 +255,8 @@ async function main(): Promise<number> {
   writeFileSync(path.join(outDir, "e2e.json"), `${JSON.stringify(report, null, 2)}\n`);
   console.log(`\n${markdown}`);
   console.log(`results: ${path.join(outDir, "e2e.md")} and e2e.json`);
+  const wanFile = writeWanResults(report, options.wanResultsDir());
+  if (wanFile !== null) console.log(`WAN results: ${wanFile} and wan.json`);
   return failed || failures ? 1 : 0;
 }
 

@@ -6,15 +6,17 @@ import { mkdtempSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
+import { DEFAULT_CONFIG } from "../../src/config/schema.ts";
 import { STRATEGY_NAMES, type StrategyName } from "../../src/pool/index.ts";
 import { COMMITTED_RESULTS_DIR } from "../lib/results.ts";
 import { MIB } from "./harness.ts";
 import { IPERF_VARIANTS, type IperfVariant } from "./iperf.ts";
-import { PEER_FAMILIES, type PeerName } from "./peers.ts";
+import { PEER_FAMILIES, type PeerName, SOCKPOOL_WORKERS } from "./peers.ts";
 import { BENCH_PACKAGES } from "./tools.ts";
 import { hardFileLimit } from "./procs.ts";
+import type { WanSettings } from "../wan/run.ts";
 
-export const SECTIONS = ["throughput", "rate", "idle", "slow"] as const;
+export const SECTIONS = ["throughput", "rate", "idle", "slow", "wan"] as const;
 export type Section = (typeof SECTIONS)[number];
 const DEFAULT_STRATEGIES: StrategyName[] = ["local", "queue"];
 /** Wanted for the idle test; fewer when the open-file limit cannot hold them. */
@@ -38,6 +40,11 @@ export interface Options {
   /** idleWanted, or fewer when the open-file limit cannot hold them. */
   idleConnections: number;
   slow: { conns: number; streamBytes: number; stallMs: number; slowMs: number };
+  /** The WAN section's sizes (bench/wan/run.ts). */
+  wan: WanSettings;
+  /** Where wan.md and wan.json go: the committed results when the WAN ran at its defaults, even
+   *  alone (--only wan), else resultsDir(). */
+  wanResultsDir: () => string;
   variants: readonly IperfVariant[];
   /** Where the results go; a temp dir is only made when called. */
   resultsDir: () => string;
@@ -52,9 +59,15 @@ const USAGE = `usage: bun bench/e2e/main.ts [options]          (bun run bench:e2
   --only LIST        sections, of ${SECTIONS.join(", ")} (default all)
   --concurrency C    rate test loops (default 32)
   --idle N           idle connections (default 10000, fewer if the open-file limit cannot hold them)
-  --quick            shorter: 2 s runs, 2000 idle, 16 slow readers × 32 MiB
+  --quick            shorter: 2 s runs, 2000 idle, 16 slow readers × 32 MiB, WAN 50 + 500 connections
   --smoke            tiny sizes, well under a minute (also BENCH_SMOKE=1)
-  --out DIR          where e2e.md and e2e.json go (also BENCH_RESULTS_DIR). Default: bench/results
+WAN section (sockpool with its upstream pool off and on, across an emulated link; needs root):
+  --wan-delay-ms MS        one-way delay of the link (default 10; --smoke 2)
+  --wan-serial N           connections at concurrency 1 (default 200; --quick 50; --smoke 10)
+  --wan-connections N      connections at --wan-concurrency (default 2000; --quick 500; --smoke 64)
+  --wan-concurrency C      (default 32; --smoke 8); also the pool's --upstream-pool-per-dest
+  --wan-seconds S          at most this long per phase (default 30)
+  --out DIR          where e2e.md and e2e.json (and wan.md, wan.json) go (also BENCH_RESULTS_DIR). Default: bench/results
                      for a run at the defaults, else a temp dir (never over the committed results)
 Debian packages it drives: ${BENCH_PACKAGES.join(" ")} (.ci/setup.sh --bench-tools); a missing peer is
 skipped with a note, a missing iperf3 or proxychains4 is an error.`;
@@ -107,6 +120,11 @@ export function parseOptions(argv: string[]): Options {
       quick: { type: "boolean", default: false },
       smoke: { type: "boolean", default: process.env.BENCH_SMOKE === "1" },
       out: { type: "string" },
+      "wan-delay-ms": { type: "string" },
+      "wan-serial": { type: "string" },
+      "wan-connections": { type: "string" },
+      "wan-concurrency": { type: "string" },
+      "wan-seconds": { type: "string" },
       help: { type: "boolean", short: "h", default: false },
     },
     strict: true,
@@ -150,6 +168,50 @@ export function parseOptions(argv: string[]): Options {
   const variants: readonly IperfVariant[] = smoke
     ? IPERF_VARIANTS.filter((variant) => variant.key === "1" || variant.key === "4R")
     : IPERF_VARIANTS;
+  const wanDelayText = values["wan-delay-ms"];
+  const wanDelayMs = wanDelayText === undefined ? (smoke ? 2 : 10) : Number(wanDelayText);
+  if (!(Number.isFinite(wanDelayMs) && wanDelayMs >= 0.1 && wanDelayMs <= 1_000)) {
+    usageError(
+      `--wan-delay-ms: expected a number between 0.1 and 1000, got ${JSON.stringify(wanDelayText)}`,
+    );
+  }
+  const wanConcurrency = intOption(
+    "--wan-concurrency",
+    values["wan-concurrency"],
+    smoke ? 8 : 32,
+    1024,
+  );
+  const wan: WanSettings = {
+    delayMs: wanDelayMs,
+    concurrency: wanConcurrency,
+    serial: intOption("--wan-serial", values["wan-serial"], smoke ? 10 : quick ? 50 : 200, 100_000),
+    connections: intOption(
+      "--wan-connections",
+      values["wan-connections"],
+      smoke ? 64 : quick ? 500 : 2_000,
+      1_000_000,
+    ),
+    secondsMax: intOption("--wan-seconds", values["wan-seconds"], 30, 600),
+    // A client that runs C connections at once to one destination is best served by C warm ones.
+    poolPerDest: wanConcurrency,
+    poolTotal: Math.max(wanConcurrency, DEFAULT_CONFIG.server.pool.max_total_idle),
+    workers: SOCKPOOL_WORKERS,
+    strategy: strategies[0]!,
+  };
+  const wanFlags = [
+    values["wan-delay-ms"],
+    values["wan-serial"],
+    values["wan-connections"],
+    values["wan-concurrency"],
+    values["wan-seconds"],
+  ];
+  /** The WAN at its defaults, alone or with the rest: its own files may go to the committed results. */
+  const wanAtDefaults =
+    !smoke &&
+    !quick &&
+    (values.only === undefined || sections.join(",") === "wan") &&
+    values.strategies === undefined &&
+    wanFlags.every((value) => value === undefined);
   /** Only a run at the defaults writes the committed results. */
   const fullRun =
     !smoke &&
@@ -161,14 +223,21 @@ export function parseOptions(argv: string[]): Options {
       values.strategies,
       values.concurrency,
       values.idle,
+      ...wanFlags,
     ].every((value) => value === undefined);
   /** Where the results go; a temp dir is only made when they are written. */
-  const resultsDir = (): string =>
-    values.out ??
-    process.env.BENCH_RESULTS_DIR ??
-    (fullRun
+  let temporary: string | null = null;
+  const resultsDir = (): string => {
+    const chosen = values.out ?? process.env.BENCH_RESULTS_DIR;
+    if (chosen !== undefined) return chosen;
+    if (fullRun) return COMMITTED_RESULTS_DIR;
+    temporary ??= mkdtempSync(path.join(os.tmpdir(), "sockpool-e2e-results-"));
+    return temporary;
+  };
+  const wanResultsDir = (): string =>
+    values.out === undefined && process.env.BENCH_RESULTS_DIR === undefined && wanAtDefaults
       ? COMMITTED_RESULTS_DIR
-      : mkdtempSync(path.join(os.tmpdir(), "sockpool-e2e-results-")));
+      : resultsDir();
   const command = ["bun", "bench/e2e/main.ts", ...argv].join(" ");
   return {
     smoke,
@@ -183,7 +252,9 @@ export function parseOptions(argv: string[]): Options {
     idleConnections,
     slow,
     variants,
+    wan,
     resultsDir,
+    wanResultsDir,
     command,
   };
 }

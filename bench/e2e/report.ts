@@ -6,6 +6,7 @@ import { type IdleRow, idleMarkdown } from "./idle.ts";
 import { type RateRow, rateMarkdown } from "./rate.ts";
 import { type SlowRow, slowMarkdown } from "./slow.ts";
 import { type ThroughputRow, throughputMarkdown } from "./throughput.ts";
+import { type WanSection, wanMarkdown } from "./wan.ts";
 
 export interface Target {
   name: string;
@@ -49,6 +50,8 @@ export interface Report {
   rate: RateRow[];
   idle: IdleRow[];
   slow: SlowRow[];
+  /** null when the section was not asked for; its `skipped` says why it did not run. */
+  wan: WanSection | null;
   targets: Target[];
   notes: string[];
   skipped: string[];
@@ -86,6 +89,7 @@ export function renderMarkdown(report: Report): string {
     rateMarkdown(report),
     idleMarkdown(report),
     slowMarkdown(report),
+    wanMarkdown(report.wan),
     targetsSection(report),
     report.notes.length === 0
       ? ""
