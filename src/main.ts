@@ -163,6 +163,7 @@ if (config.admin.listen !== "off") {
     log.error("cannot start", { error: (error as Error).message });
     process.exit(1);
   }
+  supervisor.pinAdminAddress(admin.address);
   log.info("admin listening", {
     address: admin.address,
     token: config.admin.token === undefined ? "none" : "required",

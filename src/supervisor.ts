@@ -190,6 +190,12 @@ export class Supervisor {
     });
   }
 
+  /** The admin API's bound address (port 0 resolved), given to the Workers so their access rules
+   *  deny it as a destination like their own listeners. Call before start(). */
+  pinAdminAddress(address: string): void {
+    this.config = { ...this.config, admin: { ...this.config.admin, listen: address } };
+  }
+
   /** Open connections across every Worker. */
   openConnectionCount(): number {
     return openConnectionsTotal(this.open);

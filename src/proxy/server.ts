@@ -270,7 +270,10 @@ export async function startProxy(options: ProxyOptions): Promise<ProxyServer> {
 
   // Made once the listeners are bound; accept() runs only on later events, so it sees it set.
   // This proxy's own listeners (bound ports known now) are denied as destinations.
-  const access = new AccessPolicy(config.access, info);
+  // This proxy's own listeners and its admin API (bound ports known by now) are denied as
+  // destinations: through the proxy, a client would otherwise reach them as a local caller.
+  const admin = config.admin.listen === "off" ? null : parseHostPort(config.admin.listen);
+  const access = new AccessPolicy(config.access, admin === null ? info : [...info, admin]);
   const poolSettings = config.server.pool;
   const upstreamPool = poolSettings.enabled
     ? new UpstreamPool({

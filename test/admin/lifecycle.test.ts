@@ -15,7 +15,7 @@ import type {
 import { cleanup } from "../support/cleanup.ts";
 import { runCli, spawnProxy } from "../support/proxy-process.ts";
 import { connectTcp } from "../support/sockets.ts";
-import { socksConnect } from "../support/socks-client.ts";
+import { REPLY, SocksReplyError, socksConnect } from "../support/socks-client.ts";
 import { startEcho } from "../support/targets.ts";
 import { withDeadline } from "../support/wait.ts";
 import { getJson, sampleValue, parseExposition } from "./support.ts";
@@ -286,6 +286,31 @@ describe("telemetry events", () => {
     } finally {
       await proxy.stop();
       echo.close();
+    }
+  });
+});
+
+describe("the admin API is not reachable through the proxy", () => {
+  test("a SOCKS5 CONNECT to the admin address is denied (02, builtin:self), with 2 Workers", async () => {
+    // On loopback without a token the admin API trusts whoever connects: a SOCKS5 client (from
+    // anywhere the listener is open to) must not become that local caller through the proxy.
+    const proxy = await spawnProxy(["--socks", "127.0.0.1:0", "--workers", "2"]);
+    try {
+      const [host, port] = [
+        proxy.admin.slice(0, proxy.admin.lastIndexOf(":")),
+        Number(proxy.admin.slice(proxy.admin.lastIndexOf(":") + 1)),
+      ];
+      for (let i = 0; i < 4; i++) {
+        // reusePort spreads these over both Workers: each must know the admin's bound port.
+        const refusal = socksConnect(proxy.socksPort, host, port);
+        await expect(refusal).rejects.toThrow(SocksReplyError);
+        await expect(refusal).rejects.toMatchObject({ reply: { code: REPLY.ruleset } });
+      }
+      const denials = proxy.logs.filter((record) => record.msg === "access denied");
+      expect(denials.every((record) => record.rule === "builtin:self")).toBe(true);
+      expect(denials.length).toBe(4);
+    } finally {
+      expect(await proxy.stop()).toBe(0);
     }
   });
 });
