@@ -152,6 +152,13 @@ export const FLAGS: readonly FlagDefinition[] = [
     apply: integerOption(["server", "pool", "idle_timeout_secs"]),
   },
   {
+    name: "upstream-pool-connect-ms",
+    value: "MS",
+    option: ["server", "pool", "connect_timeout_ms"],
+    description: "timeout of the pool's own connects (warming, refilling)",
+    apply: integerOption(["server", "pool", "connect_timeout_ms"]),
+  },
+  {
     name: "admin",
     value: "HOST:PORT",
     option: ["admin", "listen"],

@@ -76,6 +76,7 @@ describe("each flag sets its option", () => {
     [["--upstream-pool-per-dest", "2"], (c) => c.server.pool.max_idle_per_dest, 2],
     [["--upstream-pool-total", "50"], (c) => c.server.pool.max_total_idle, 50],
     [["--upstream-pool-idle-secs", "30"], (c) => c.server.pool.idle_timeout_secs, 30],
+    [["--upstream-pool-connect-ms", "750"], (c) => c.server.pool.connect_timeout_ms, 750],
     [["--admin", "off"], (c) => c.admin.listen, "off"],
     [["--admin", "[::1]:0"], (c) => c.admin.listen, "[::1]:0"],
     [["--log-level", "debug"], (c) => c.log.level, "debug"],
