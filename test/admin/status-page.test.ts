@@ -144,12 +144,10 @@ function value(metrics: Map<string, Metric>, name: string): number {
   return found.value;
 }
 
-/** The admin server's address, from its start-up log line. */
-async function adminBase(proxy: SpawnedProxy): Promise<string> {
-  const line = () =>
-    proxy.logs.find((record) => record.msg === "admin listening" && "address" in record);
-  await waitFor(() => line() !== undefined, 'the "admin listening" log line');
-  return `http://${String(line()!.address)}/`;
+/** The admin server's base URL, from the address spawnProxy read off its start-up line. */
+function adminBase(proxy: SpawnedProxy): string {
+  expect(proxy.admin).not.toBe("");
+  return `http://${proxy.admin}/`;
 }
 
 /**
@@ -195,7 +193,7 @@ describe("the status page of a running sockpool, in headless Chromium", () => {
       "127.0.0.1:0",
       "--upstream-pool",
     ]);
-    const base = await adminBase(proxy);
+    const base = adminBase(proxy);
     const pageUrl = `${base}?refresh=${PAGE_REFRESH_MS}`;
 
     // Three connections stay open (the open-connections table), others come and go.
@@ -286,11 +284,15 @@ describe("the status page of a running sockpool, in headless Chromium", () => {
         "--admin",
         "127.0.0.1:0",
       ]);
-      const base = await adminBase(proxy);
+      const base = adminBase(proxy);
       const pageUrl = `${base}?token=${encodeURIComponent(token)}&refresh=${PAGE_REFRESH_MS}`;
       // The API itself wants the header; a browser's first navigation can only send the query.
       expect((await fetch(`${base}api/status`)).status).toBe(401);
+      expect((await fetch(`${base}api/status?token=${encodeURIComponent(token)}`)).status).toBe(
+        401,
+      );
       expect((await fetch(base)).status).toBe(401);
+      expect((await fetch(`${base}?token=wrong-token-0123456789`)).status).toBe(401);
       expect((await fetch(pageUrl)).status).toBe(200);
 
       const html = await chromium(pageUrl, ["--dump-dom"]);
