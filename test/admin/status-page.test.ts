@@ -173,6 +173,13 @@ function startTraffic(socksPort: number, targetPort: number, parallel: number, b
   );
   return {
     state,
+    /** Waits until `count` round trips are done; a failed one fails the wait with its error. */
+    async completed(count: number): Promise<void> {
+      await waitFor(() => {
+        if (state.error) throw state.error;
+        return state.completed >= count;
+      }, `${count} connections through the proxy`);
+    },
     async stop() {
       state.running = false;
       await Promise.all(loops);
@@ -205,7 +212,7 @@ describe("the status page of a running sockpool, in headless Chromium", () => {
       held.push(conn);
     }
     const traffic = startTraffic(proxy.socksPort, target.port, 4, 64 * 1024);
-    await waitFor(() => traffic.state.completed >= 10, "10 connections through the proxy");
+    await traffic.completed(10);
 
     const firstHtml = await chromium(pageUrl, ["--dump-dom"]);
     const first = await readMetrics(firstHtml);
@@ -233,7 +240,7 @@ describe("the status page of a running sockpool, in headless Chromium", () => {
     expectContains(firstHtml, `127.0.0.1:${target.port}`);
 
     const before = traffic.state.completed;
-    await waitFor(() => traffic.state.completed >= before + 10, "10 more connections");
+    await traffic.completed(before + 10);
     const secondHtml = await chromium(pageUrl, ["--dump-dom"]);
     const second = await readMetrics(secondHtml);
     expect(await visibleErrors(secondHtml)).toEqual(new Map());
