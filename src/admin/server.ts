@@ -9,8 +9,9 @@
 //   GET /api/telemetry/events     the latest operational events, ?since=ID
 //
 // The token: when admin.token is set, every request (every path, the page included) must carry
-// `Authorization: Bearer TOKEN`. The config refuses a non-loopback listen address without one; on
-// loopback a configured token is required all the same. Compared in constant time: both sides are
+// `Authorization: Bearer TOKEN`; the page alone (GET /) may carry `?token=TOKEN` instead, since a
+// browser opens it without a header. The config refuses a non-loopback listen address without one;
+// on loopback a configured token is required all the same. Compared in constant time: both sides are
 // hashed to SHA-256 first, so timingSafeEqual sees equal lengths and the token's length leaks too.
 
 import { createHash, timingSafeEqual } from "node:crypto";
@@ -74,16 +75,23 @@ function sha256(text: string): Buffer {
   return createHash("sha256").update(text).digest();
 }
 
-/** A checker of `Authorization: Bearer TOKEN` in constant time; allows everything without a token. */
+/**
+ * A checker of `Authorization: Bearer TOKEN` in constant time; allows everything without a token.
+ * The status page (`GET /`) alone also takes `?token=TOKEN`: a browser cannot add a header to the
+ * first navigation. The page then sends the token as a bearer header on every fetch, so no API
+ * path ever accepts it in a query (where access logs and histories would keep it).
+ */
 export function bearerCheck(token: string | undefined): (request: Request) => boolean {
   if (token === undefined) return () => true;
   const expected = sha256(token);
+  // Hashing the absent case too keeps the work the same whatever was sent.
+  const matches = (given: string | undefined) =>
+    timingSafeEqual(sha256(given ?? ""), expected) && given !== undefined;
   return (request) => {
     const header = request.headers.get("authorization") ?? "";
-    const match = /^Bearer +(\S+) *$/i.exec(header);
-    // Hashing the absent case too keeps the work the same whatever was sent.
-    const given = sha256(match?.[1] ?? "");
-    return timingSafeEqual(given, expected) && match !== null;
+    if (matches(/^Bearer +(\S+) *$/i.exec(header)?.[1])) return true;
+    const url = new URL(request.url);
+    return url.pathname === "/" && matches(url.searchParams.get("token") ?? undefined);
   };
 }
 
