@@ -325,9 +325,12 @@ async function failedConnect(
 
 /** Connects and says nothing: the proxy must close it at the handshake timeout. */
 async function silentClient(env: ScenarioEnv): Promise<ScenarioResult> {
+  // Timed from before the connect: the proxy's handshake deadline cannot start earlier than that,
+  // while a loaded test process may see its connect resolve well after the proxy accepted (the
+  // CI run that found this saw "closed after 832 ms" for a 1,000 ms timeout).
+  const started = performance.now();
   const conn = await connectTcp("127.0.0.1", env.socksPort);
   try {
-    const started = performance.now();
     const boundMs = env.handshakeTimeoutMs + 4_000; // a sweep late at most, plus a loaded machine
     await conn.waitEnd(boundMs, "the proxy to close a silent client");
     const tookMs = performance.now() - started;
