@@ -4,6 +4,7 @@
 // enabled=false with zeros and the configured limits. Not the pool itself (src/upstream/).
 
 import type { Config } from "../config/schema.ts";
+import { SEED_FIELDS } from "../upstream/memory.ts";
 import { mergeDestinations, type readUpstreamPoolCounts } from "../upstream/stats.ts";
 import type {
   UpstreamDestinationStats,
@@ -21,20 +22,6 @@ export const UPSTREAM_POOL_OFF: UpstreamPoolReader = () => null;
 /** Destinations /metrics names one by one; the rest are summed under destination="other". */
 export const METRIC_DESTINATIONS_MAX = 20;
 
-const COUNT_KEYS: readonly (keyof UpstreamPoolCounts)[] = [
-  "total_idle",
-  "destinations",
-  "total_created",
-  "total_reused",
-  "pool_hits",
-  "pool_misses",
-  "dropped_full",
-  "expired",
-  "evicted",
-  "connections_in_use",
-  "pending_creates",
-];
-
 const DESTINATION_KEYS = [
   "hits",
   "misses",
@@ -50,7 +37,7 @@ const DESTINATION_KEYS = [
 
 export function zeroCounts(): UpstreamPoolCounts {
   const counts = {} as UpstreamPoolCounts;
-  for (const key of COUNT_KEYS) counts[key] = 0;
+  for (const key of SEED_FIELDS) counts[key] = 0;
   return counts;
 }
 

@@ -29,11 +29,12 @@
 // moments, never a torn number on the 64-bit machines Bun runs on. Sizes are O(max_total_idle),
 // whatever the number of Workers.
 
+import type { UpstreamPoolCounts } from "../admin/types.ts";
 import { CACHE_LINE_BYTES } from "../pool/freelist/layout.ts";
 import { FutexMutex } from "../pool/strategies/mutex.ts";
 
-/** The seed's eleven fields, then the closings that make the accounting exact (see pool.ts). */
-export const LEDGER_FIELDS = [
+/** The seed's eleven fields (UpstreamPoolCounts), in its order. */
+export const SEED_FIELDS = [
   "total_idle",
   "destinations",
   "total_created",
@@ -45,6 +46,11 @@ export const LEDGER_FIELDS = [
   "evicted",
   "connections_in_use",
   "pending_creates",
+] as const satisfies readonly (keyof UpstreamPoolCounts)[];
+
+/** The seed's fields, then the closings that make the accounting exact (see pool.ts). */
+export const LEDGER_FIELDS = [
+  ...SEED_FIELDS,
   "closed_by_upstream",
   "closed_banner",
   "closed_shutdown",

@@ -3,22 +3,12 @@
 // what each field means is defined where it is counted (pool.ts).
 
 import type { UpstreamDestinationStats, UpstreamPoolCounts } from "../admin/types.ts";
-import { readUpstreamPoolLedger, type UpstreamPoolLedger } from "./memory.ts";
+import { readUpstreamPoolLedger, SEED_FIELDS, type UpstreamPoolLedger } from "./memory.ts";
 
 function seedFields(ledger: UpstreamPoolLedger): UpstreamPoolCounts {
-  return {
-    total_idle: ledger.total_idle,
-    destinations: ledger.destinations,
-    total_created: ledger.total_created,
-    total_reused: ledger.total_reused,
-    pool_hits: ledger.pool_hits,
-    pool_misses: ledger.pool_misses,
-    dropped_full: ledger.dropped_full,
-    expired: ledger.expired,
-    evicted: ledger.evicted,
-    connections_in_use: ledger.connections_in_use,
-    pending_creates: ledger.pending_creates,
-  };
+  const counts = {} as UpstreamPoolCounts;
+  for (const name of SEED_FIELDS) counts[name] = ledger[name];
+  return counts;
 }
 
 /** The seed's fields for the process and per Worker (main thread). `total.destinations` counts a
