@@ -5,6 +5,7 @@
 
 import type { Socket } from "bun";
 import { type ErrorKinds, type LoadJob, PAYLOAD_BYTES } from "./protocol.ts";
+import { concat, hex } from "../lib/bytes.ts";
 
 // ── Wire bytes ─────────────────────────────────────────────────────────────────────────────────
 
@@ -276,15 +277,4 @@ export class Client {
     this.inFlight.delete(conn);
     conn.socket?.end();
   }
-}
-
-function concat(left: Uint8Array, right: Uint8Array): Uint8Array {
-  const out = new Uint8Array(left.length + right.length);
-  out.set(left, 0);
-  out.set(right, left.length);
-  return out;
-}
-
-function hex(bytes: Uint8Array): string {
-  return Array.from(bytes, (byte) => byte.toString(16).padStart(2, "0")).join(" ");
 }

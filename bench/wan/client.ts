@@ -15,6 +15,7 @@ import {
   REQUEST,
   RESPONSE_BYTES,
 } from "./protocol.ts";
+import { concat, hex } from "../lib/bytes.ts";
 
 // Greeting: VER=05 NMETHODS=01 METHOD=00 (no auth). Answer: VER=05 METHOD=00.
 const GREETING = Uint8Array.of(0x05, 0x01, 0x00);
@@ -242,17 +243,6 @@ async function run(job: ClientJob): Promise<ClientResult> {
     reply: socks ? summary(reply) : null,
     fastReplies: reply.filter((ms) => ms < job.fastReplyMs).length,
   };
-}
-
-function concat(left: Uint8Array, right: Uint8Array): Uint8Array {
-  const out = new Uint8Array(left.length + right.length);
-  out.set(left, 0);
-  out.set(right, left.length);
-  return out;
-}
-
-function hex(bytes: Uint8Array): string {
-  return Array.from(bytes, (byte) => byte.toString(16).padStart(2, "0")).join(" ");
 }
 
 if (import.meta.main) {
