@@ -1,6 +1,7 @@
 // One thread's proxy: the SOCKS5 and forward listeners (reusePort, so every Worker binds the same
 // ports), accepting a client into the pipeline (connection.ts), the deadline sweeper, this Worker's
-// upstream warm-connection pool (src/upstream/, when server.pool.enabled) and graceful close. Not process supervision (supervisor.ts) and not config parsing (src/config/).
+// upstream warm-connection pool (src/upstream/, when server.pool.enabled), a reload's switch to a
+// new config (prepareReload) and graceful close. Not process supervision (supervisor.ts) and not config parsing (src/config/).
 
 import type { Socket, TCPSocketListener, TCPSocketListenOptions } from "bun";
 import {
@@ -444,9 +445,10 @@ export async function startProxy(options: ProxyOptions): Promise<ProxyServer> {
     };
   }
 
-  /** Unbinds the listeners from index `start` on (bound by a reload that did not go through). */
+  /** Unbinds the listeners from index `start` on (bound by a reload that did not go through); a
+   *  client one of them accepted meanwhile finishes. */
   function unbindFrom(start: number): void {
-    for (const listener of listeners.splice(start)) listener.stop(true);
+    for (const listener of listeners.splice(start)) listener.stop(false);
     info.splice(start);
   }
 

@@ -13,7 +13,7 @@ import { cleanup } from "../support/cleanup.ts";
 import type { LogRecord } from "../support/proxy.ts";
 import { type SpawnedProxy, spawnProxy } from "../support/proxy-process.ts";
 import { connectTcp } from "../support/sockets.ts";
-import { echoThrough, socksConnect } from "../support/socks-client.ts";
+import { echoThrough, REPLY, socksConnect } from "../support/socks-client.ts";
 import { startEcho, type Target } from "../support/targets.ts";
 import { waitFor } from "../support/wait.ts";
 
@@ -150,7 +150,37 @@ describe("reload (SIGHUP)", () => {
     }
   });
 
-  test("an invalid config is rejected whole, every problem logged; the old one serves", async () => {
+  test("socks.users_file is read again: a changed hash applies to new logins", async () => {
+    const echo = startEcho();
+    const config = configFile();
+    const usersPath = `${config.path}.users`;
+    writeFileSync(usersPath, `alice:${await Bun.password.hash("old")}\n`);
+    config.write(
+      `[socks]\nlisten = "127.0.0.1:0"\nauth = "password"\nusers_file = "${usersPath}"\n`,
+    );
+    try {
+      const proxy = await spawnProxy(["--config", config.path]);
+      const login = (pass: string) =>
+        socksConnect(proxy.socksPort, "127.0.0.1", echo.port, { auth: { user: "alice", pass } });
+      const { conn: open } = await login("old");
+      writeFileSync(usersPath, `# rotated\nalice:${await Bun.password.hash("new")}\n`);
+      const lines = await reload(proxy, "reloaded");
+      expect(String(lines.find((record) => record.msg === "reloaded")?.changed)).toBe(
+        "socks.users",
+      );
+      await expect(login("old")).rejects.toThrow("auth: expected 01 00");
+      const { conn } = await login("new");
+      expect(await roundTrip(conn, "rotated")).toBe("rotated");
+      expect(await roundTrip(open, "still open")).toBe("still open");
+      conn.end();
+      open.end();
+      expect(await proxy.stop("SIGTERM")).toBe(0);
+    } finally {
+      echo.close();
+    }
+  });
+
+  test("an invalid config is rejected whole, every problem logged; the old one serves; then a rule applies", async () => {
     const echo = startEcho();
     const config = configFile();
     config.write(`[socks]\nlisten = "127.0.0.1:0"\n`);
@@ -180,6 +210,17 @@ describe("reload (SIGHUP)", () => {
       expect(broken.some((record) => record.msg === "reload rejected")).toBe(true);
       expect(await echoThrough(proxy.socksPort, echo.port, "still old")).toBe("still old");
       expect(await metric(proxy, 'sockpool_reloads_total{result="rejected"}')).toBe(2);
+      // A valid one with a rule: new connections meet it, an open one relays on.
+      const { conn: open } = await socksConnect(proxy.socksPort, "127.0.0.1", echo.port);
+      config.write(
+        `[socks]\nlisten = "127.0.0.1:0"\n[[access.rules]]\naction = "deny"\nports = [${echo.port}]\n`,
+      );
+      await reload(proxy, "reloaded");
+      await expect(socksConnect(proxy.socksPort, "127.0.0.1", echo.port)).rejects.toMatchObject({
+        reply: { code: REPLY.ruleset },
+      });
+      expect(await roundTrip(open, "allowed before")).toBe("allowed before");
+      open.end();
       expect(await proxy.stop("SIGTERM")).toBe(0);
     } finally {
       echo.close();
