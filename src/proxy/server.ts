@@ -344,13 +344,18 @@ export async function startProxy(options: ProxyOptions): Promise<ProxyServer> {
   // sweep of margin makes an idle timeout late by at most two sweeps, and never early.
   const idleAfter = (idleMs: number) => (idleMs > 0 ? idleMs + sweepMs : 0);
   let idleAfterMs = idleAfter(config.relay.idle_timeout_ms);
+  // A connection opened before a reload keeps the idle timeout it started with (set at the reload
+  // for every connection open then); one opened since has no entry and uses idleAfterMs.
+  const idleAfterBefore = new WeakMap<Connection, number>();
   // Buffer-pool exhaustion is noticed here, by the count moving between sweeps, rather than on the
   // acquire path: the hot path pays nothing, and an event is at most one sweep late.
   let exhaustedSeen = pool.stats().exhausted;
   const sweep = () => {
     const now = performance.now();
     clock.now = now;
-    for (const connection of connections) connection.sweep(now, idleAfterMs);
+    for (const connection of connections) {
+      connection.sweep(now, idleAfterBefore.get(connection) ?? idleAfterMs);
+    }
     const exhausted = pool.stats().exhausted;
     if (exhausted !== exhaustedSeen) {
       telemetry.emit({
@@ -482,8 +487,11 @@ export async function startProxy(options: ProxyOptions): Promise<ProxyServer> {
         upstreamPool.pin(target.host, target.port);
       }
     }
-    // Timeouts may be shorter now: the sweep follows. The idle timeout is the Worker's, so it
-    // applies to open connections too (the others are each connection's own, from its ctx).
+    // Timeouts may be shorter now: the sweep follows. Open connections keep their idle timeout
+    // (the other timeouts each connection reads from its own ctx).
+    for (const connection of connections) {
+      if (!idleAfterBefore.has(connection)) idleAfterBefore.set(connection, idleAfterMs);
+    }
     clearInterval(sweeper);
     sweepMs = sweepInterval(next);
     idleAfterMs = idleAfter(next.relay.idle_timeout_ms);

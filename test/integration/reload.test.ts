@@ -180,6 +180,32 @@ describe("reload (SIGHUP)", () => {
     }
   });
 
+  test("timeouts: a connection open at the reload keeps its idle timeout; a new one gets the new", async () => {
+    const echo = startEcho();
+    const config = configFile();
+    config.write(`[socks]\nlisten = "127.0.0.1:0"\n[relay]\nidle_timeout_ms = 0\n`);
+    try {
+      const proxy = await spawnProxy(["--config", config.path]);
+      const { conn: before } = await socksConnect(proxy.socksPort, "127.0.0.1", echo.port);
+      expect(await roundTrip(before, "a")).toBe("a");
+      config.write(`[socks]\nlisten = "127.0.0.1:0"\n[relay]\nidle_timeout_ms = 200\n`);
+      await reload(proxy, "reloaded");
+      const { conn: after } = await socksConnect(proxy.socksPort, "127.0.0.1", echo.port);
+      expect(await roundTrip(after, "b")).toBe("b");
+      await waitFor(() => after.closed || after.eof, "the new connection's idle timeout", 5_000);
+      expect(
+        proxy.logs.filter((record) => record.outcome === "idle_timeout").map((r) => r.msg),
+      ).toEqual(["connection"]);
+      // Idle as long, and longer: the one from before the reload is still relaying.
+      expect(before.closed || before.eof).toBe(false);
+      expect(await roundTrip(before, "still")).toBe("still");
+      before.end();
+      expect(await proxy.stop("SIGTERM")).toBe(0);
+    } finally {
+      echo.close();
+    }
+  });
+
   test("an invalid config is rejected whole, every problem logged; the old one serves; then a rule applies", async () => {
     const echo = startEcho();
     const config = configFile();
