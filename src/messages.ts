@@ -40,6 +40,8 @@ export type FromWorker =
   | { type: "fatal"; index: number; message: string }
   | { type: "reload-prepared"; index: number; id: number; listeners: ListenerInfo[] }
   | { type: "reload-failed"; index: number; id: number; message: string }
+  /** After `reload-commit`: new connections on this Worker get the new config from now on. */
+  | { type: "reload-committed"; index: number; id: number }
   | { type: "stopped"; index: number; stats: ProxyStats }
   | { type: "snapshot"; index: number; id: number; snapshot: ProxySnapshot }
   /** Something operational happened (already rate-limited by the Worker): for the telemetry ring. */

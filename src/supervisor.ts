@@ -290,9 +290,15 @@ export class Supervisor {
         result.status === "rejected" ? [(result.reason as Error).message] : [],
       );
       if (failed.length > 0) throw new Error(failed.join("; "));
+      // Resolved once every Worker has switched, so whoever waits for the reload (main's
+      // `reloaded` line) knows that every new connection from then on gets the new config.
+      const committed = Promise.all(
+        running.map((worker) => this.answer(worker, "reload-committed", id)),
+      );
       settle("reload-commit");
       this.config = pinned;
       this.configured = next;
+      await committed;
       return first;
     } catch (error) {
       settle("reload-abort");
@@ -323,6 +329,25 @@ export class Supervisor {
       }, RELOAD_ANSWER_MS);
       worker.addEventListener("message", onMessage);
       this.send(worker, { type: "reload-prepare", id, config });
+    });
+  }
+
+  /** Resolves when `worker` posts a message of `type` for reload `id`, or after
+   *  RELOAD_ANSWER_MS (a Worker that died meanwhile is the crash path's to report). */
+  private answer(worker: Worker, type: "reload-committed", id: number): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        worker.removeEventListener("message", onMessage);
+        worker.removeEventListener("close", done);
+        resolve();
+      };
+      const onMessage = (event: MessageEvent<FromWorker>) => {
+        if (event.data.type === type && event.data.id === id) done();
+      };
+      const timer = setTimeout(done, RELOAD_ANSWER_MS);
+      worker.addEventListener("message", onMessage);
+      worker.addEventListener("close", done);
     });
   }
 

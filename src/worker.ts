@@ -80,6 +80,7 @@ function settleReload(id: number, commit: boolean): void {
   }
   workerLog?.switchTo({ level: config.log.level, format: config.log.format });
   reload.commit();
+  post({ type: "reload-committed", index, id });
 }
 
 async function shutdown(graceMs: number): Promise<void> {
