@@ -181,7 +181,7 @@ describe("reload (SIGHUP)", () => {
     }
   });
 
-  test("timeouts: a connection open at the reload keeps its idle timeout; a new one gets the new", async () => {
+  test("timeouts and log level: an open connection keeps its idle timeout; a new one gets the new", async () => {
     const echo = startEcho();
     const config = configFile();
     config.write(`[socks]\nlisten = "127.0.0.1:0"\n[relay]\nidle_timeout_ms = 0\n`);
@@ -189,8 +189,21 @@ describe("reload (SIGHUP)", () => {
       const proxy = await spawnProxy(["--config", config.path]);
       const { conn: before } = await socksConnect(proxy.socksPort, "127.0.0.1", echo.port);
       expect(await roundTrip(before, "a")).toBe("a");
-      config.write(`[socks]\nlisten = "127.0.0.1:0"\n[relay]\nidle_timeout_ms = 200\n`);
+      const badHandshake = async () => {
+        const conn = await connectTcp("127.0.0.1", proxy.socksPort);
+        await conn.write(Uint8Array.of(0x04, 0x01)); // SOCKS4: refused, logged at debug level
+        await waitFor(() => conn.closed || conn.eof, "the bad handshake to be closed");
+      };
+      const debugLines = () => proxy.logs.filter((record) => record.msg === "bad handshake");
+      await badHandshake();
+      // The log level too: info before, debug after the reload.
+      config.write(
+        `[socks]\nlisten = "127.0.0.1:0"\n[relay]\nidle_timeout_ms = 200\n[log]\nlevel = "debug"\n`,
+      );
       await reload(proxy, "reloaded");
+      await badHandshake();
+      await waitFor(() => debugLines().length > 0, "a debug line after the reload");
+      expect(debugLines()).toHaveLength(1);
       const { conn: after } = await socksConnect(proxy.socksPort, "127.0.0.1", echo.port);
       expect(await roundTrip(after, "b")).toBe("b");
       await waitFor(() => after.closed || after.eof, "the new connection's idle timeout", 5_000);
