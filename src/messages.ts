@@ -22,6 +22,13 @@ export type ToWorker =
       upstreamPool: SharedArrayBuffer;
     }
   | { type: "shutdown"; graceMs: number }
+  /** A second SIGTERM/SIGINT during the drain: close every connection now. */
+  | { type: "close-now" }
+  /** A reload's first phase: bind what `config` adds, answered by `reload-prepared` or
+   *  `reload-failed` with the same id; then `reload-commit` or `reload-abort`. */
+  | { type: "reload-prepare"; id: number; config: Config }
+  | { type: "reload-commit"; id: number }
+  | { type: "reload-abort"; id: number }
   /** The admin API asks for what only the Worker knows (lists, its pool counts): answered with a
    *  `snapshot` carrying the same id, with up to `connections` of its oldest open connections. */
   | { type: "snapshot"; id: number; connections: number }
@@ -31,6 +38,10 @@ export type ToWorker =
 export type FromWorker =
   | { type: "ready"; index: number; listeners: ListenerInfo[]; backend: PoolBackend }
   | { type: "fatal"; index: number; message: string }
+  | { type: "reload-prepared"; index: number; id: number; listeners: ListenerInfo[] }
+  | { type: "reload-failed"; index: number; id: number; message: string }
+  /** After `reload-commit`: new connections on this Worker get the new config from now on. */
+  | { type: "reload-committed"; index: number; id: number }
   | { type: "stopped"; index: number; stats: ProxyStats }
   | { type: "snapshot"; index: number; id: number; snapshot: ProxySnapshot }
   /** Something operational happened (already rate-limited by the Worker): for the telemetry ring. */

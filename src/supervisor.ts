@@ -33,6 +33,9 @@ const {
   stop_margin_ms: STOP_MARGIN_MS,
 } = LIMITS;
 
+/** How long a reload waits for each Worker's answer to bind what the new config adds. */
+const RELOAD_ANSWER_MS = 10_000;
+
 interface Ready {
   listeners: ListenerInfo[];
   backend: PoolBackend;
@@ -68,6 +71,29 @@ function pinPorts(config: Config, listeners: readonly ListenerInfo[]): Config {
   };
 }
 
+/** `next` with every listen address that `running` (as configured, before pinning) also has, with
+ *  the same kind and target, pinned to the port it is bound to in `pinned`: a listener on port 0
+ *  keeps its port across a reload while its address and target stay the same. */
+function pinKeptPorts(next: Config, running: Config, pinned: Config): Config {
+  const taken = new Set<number>();
+  const forward = next.forward.map((entry) => {
+    const i = running.forward.findIndex(
+      (old, j) => !taken.has(j) && old.listen === entry.listen && old.target === entry.target,
+    );
+    if (i < 0) return entry;
+    taken.add(i);
+    return { ...entry, listen: pinned.forward[i]!.listen };
+  });
+  const keepSocks =
+    next.socks.enabled && running.socks.enabled && next.socks.listen === running.socks.listen;
+  return {
+    ...next,
+    socks: keepSocks ? { ...next.socks, listen: pinned.socks.listen } : next.socks,
+    forward,
+    admin: pinned.admin, // restart-only, and pinned to the admin API's bound port
+  };
+}
+
 /** One line for an event from Bun's report of an uncaught error, which quotes the source around
  *  the throw before the `error: message` line. */
 function errorSummary(report: string): string {
@@ -79,7 +105,11 @@ function errorSummary(report: string): string {
 }
 
 export class Supervisor {
+  /** The config the Workers run, with port 0 resolved (pinPorts); `configured` is the same before
+   *  pinning, for matching a reload's addresses. */
   private config: Config;
+  private configured: Config;
+  private reloadId = 0;
   private readonly memory: PoolMemory;
   private readonly log: Logger;
   private readonly clients: SharedArrayBuffer;
@@ -116,6 +146,7 @@ export class Supervisor {
   ) {
     this.workerUrl = workerUrl;
     this.config = config;
+    this.configured = config;
     this.memory = memory;
     this.clients = createClientTableMemory(config.server.connections_max);
     this.log = log;
@@ -227,6 +258,103 @@ export class Supervisor {
         slot.listening = false;
       }),
     );
+  }
+
+  /**
+   * Applies `next` to every running Worker, all or none: each Worker first binds the listeners it
+   * adds (Worker 0 first, so a new port 0 is resolved once and the others bind the same port);
+   * if any cannot, every Worker unbinds what it bound and this throws, the old config still
+   * serving. Then every Worker switches. Returns the listeners as they now are. A Worker restarted
+   * later starts with `next`.
+   */
+  async reload(next: Config): Promise<ListenerInfo[]> {
+    if (this.stopping) throw new Error("stopping");
+    const id = ++this.reloadId;
+    const running = this.slots.flatMap((slot) =>
+      slot.worker !== null && slot.listening ? [slot.worker] : [],
+    );
+    if (running.length === 0) throw new Error("no Worker is running");
+    // An abort goes to every Worker asked (one that answered late still unbinds); a Worker takes
+    // messages in order, so it never sees an abort before its prepare.
+    const settle = (type: "reload-commit" | "reload-abort") => {
+      for (const worker of running) this.send(worker, { type, id });
+    };
+    let pinned = pinKeptPorts(next, this.configured, this.config);
+    try {
+      const first = await this.askReload(running[0]!, id, pinned);
+      pinned = pinPorts(pinned, first);
+      const rest = await Promise.allSettled(
+        running.slice(1).map((worker) => this.askReload(worker, id, pinned)),
+      );
+      const failed = rest.flatMap((result) =>
+        result.status === "rejected" ? [(result.reason as Error).message] : [],
+      );
+      if (failed.length > 0) throw new Error(failed.join("; "));
+      // Resolved once every Worker has switched, so whoever waits for the reload (main's
+      // `reloaded` line) knows that every new connection from then on gets the new config.
+      const committed = Promise.all(
+        running.map((worker) => this.answer(worker, "reload-committed", id)),
+      );
+      settle("reload-commit");
+      this.config = pinned;
+      this.configured = next;
+      await committed;
+      return first;
+    } catch (error) {
+      settle("reload-abort");
+      throw error;
+    }
+  }
+
+  /** Asks `worker` to bind what `config` adds; resolves with its listeners after the reload. */
+  private askReload(worker: Worker, id: number, config: Config): Promise<ListenerInfo[]> {
+    return new Promise((resolve, reject) => {
+      const done = () => {
+        clearTimeout(timer);
+        worker.removeEventListener("message", onMessage);
+      };
+      const onMessage = (event: MessageEvent<FromWorker>) => {
+        const message = event.data;
+        if (message.type === "reload-prepared" && message.id === id) {
+          done();
+          resolve(message.listeners);
+        } else if (message.type === "reload-failed" && message.id === id) {
+          done();
+          reject(new Error(`worker ${message.index}: ${message.message}`));
+        }
+      };
+      const timer = setTimeout(() => {
+        worker.removeEventListener("message", onMessage);
+        reject(new Error(`a worker did not answer within ${RELOAD_ANSWER_MS} ms`));
+      }, RELOAD_ANSWER_MS);
+      worker.addEventListener("message", onMessage);
+      this.send(worker, { type: "reload-prepare", id, config });
+    });
+  }
+
+  /** Resolves when `worker` posts a message of `type` for reload `id`, or after
+   *  RELOAD_ANSWER_MS (a Worker that died meanwhile is the crash path's to report). */
+  private answer(worker: Worker, type: "reload-committed", id: number): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        worker.removeEventListener("message", onMessage);
+        worker.removeEventListener("close", done);
+        resolve();
+      };
+      const onMessage = (event: MessageEvent<FromWorker>) => {
+        if (event.data.type === type && event.data.id === id) done();
+      };
+      const timer = setTimeout(done, RELOAD_ANSWER_MS);
+      worker.addEventListener("message", onMessage);
+      worker.addEventListener("close", done);
+    });
+  }
+
+  /** During stop(): every Worker closes its open connections now instead of after the grace. */
+  closeNow(): void {
+    for (const slot of this.slots)
+      if (slot.worker !== null) this.send(slot.worker, { type: "close-now" });
   }
 
   /** Fault injection only (main.ts wires it to SIGUSR2 under SOCKPOOL_FAULT_INJECTION=1): asks

@@ -3,10 +3,11 @@
 // log and repair.
 
 import { RateLimitedTelemetry } from "./admin/telemetry.ts";
-import { createLogger } from "./log.ts";
+import type { Config } from "./config/schema.ts";
 import type { FromWorker, ToWorker } from "./messages.ts";
 import { attachPool } from "./pool/index.ts";
-import { type ProxyServer, startProxy } from "./proxy/server.ts";
+import { type PreparedReload, type ProxyServer, startProxy } from "./proxy/server.ts";
+import { type SwitchableLogger, switchableLogger } from "./reload.ts";
 import { WorkerCounters } from "./stats/counters.ts";
 
 declare const self: Worker;
@@ -15,6 +16,9 @@ let server: ProxyServer | null = null;
 /** The server while it drains after a shutdown message: still answers the admin API. */
 let draining: ProxyServer | null = null;
 let index = -1;
+let workerLog: SwitchableLogger | null = null;
+/** A reload bound by `reload-prepare`, waiting for the supervisor's commit or abort. */
+let prepared: { id: number; reload: PreparedReload; config: Config } | null = null;
 
 function post(message: FromWorker): void {
   self.postMessage(message);
@@ -22,10 +26,12 @@ function post(message: FromWorker): void {
 
 async function start(message: Extract<ToWorker, { type: "start" }>): Promise<void> {
   index = message.index;
-  const log = createLogger(
+  // Switchable: a reload's log.level and log.format apply to every line from then on.
+  const log = switchableLogger(
     { level: message.config.log.level, format: message.config.log.format },
     { worker: index },
   );
+  workerLog = log;
   try {
     // The Worker index marks what this Worker holds, so the supervisor can reclaim it after a crash.
     const pool = attachPool(message.memory, { log, worker: index });
@@ -47,7 +53,39 @@ async function start(message: Extract<ToWorker, { type: "start" }>): Promise<voi
   }
 }
 
+/** Binds what the new config adds and answers; applies nothing yet. */
+function prepareReload(id: number, config: Config): void {
+  prepared?.reload.abort(); // a newer reload replaces one the supervisor gave up on
+  prepared = null;
+  if (server === null) {
+    post({ type: "reload-failed", index, id, message: "not serving (starting or stopping)" });
+    return;
+  }
+  try {
+    const reload = server.prepareReload(config);
+    prepared = { id, reload, config };
+    post({ type: "reload-prepared", index, id, listeners: [...reload.listeners] });
+  } catch (error) {
+    post({ type: "reload-failed", index, id, message: (error as Error).message });
+  }
+}
+
+function settleReload(id: number, commit: boolean): void {
+  if (prepared === null || prepared.id !== id) return;
+  const { reload, config } = prepared;
+  prepared = null;
+  if (!commit) {
+    reload.abort();
+    return;
+  }
+  workerLog?.switchTo({ level: config.log.level, format: config.log.format });
+  reload.commit();
+  post({ type: "reload-committed", index, id });
+}
+
 async function shutdown(graceMs: number): Promise<void> {
+  prepared?.reload.abort();
+  prepared = null;
   if (server === null) return;
   const closing = server;
   server = null;
@@ -79,5 +117,9 @@ self.onmessage = (event: MessageEvent<ToWorker>) => {
   if (message.type === "start") void start(message);
   else if (message.type === "crash") injectedCrash();
   else if (message.type === "snapshot") snapshot(message.id, message.connections);
+  else if (message.type === "reload-prepare") prepareReload(message.id, message.config);
+  else if (message.type === "reload-commit") settleReload(message.id, true);
+  else if (message.type === "reload-abort") settleReload(message.id, false);
+  else if (message.type === "close-now") draining?.closeNow();
   else void shutdown(message.graceMs);
 };

@@ -55,6 +55,15 @@ export function renderMetrics(sources: AdminSources, snapshots: Snapshots): stri
       "1 when every Worker listens and no stop has begun (/readyz).",
     )
     .sample(isReady(sources) ? 1 : 0);
+  const reloads = sources.reloads?.() ?? { ok: 0, rejected: 0 };
+  out
+    .family(
+      "sockpool_reloads_total",
+      "counter",
+      "Configuration reloads (SIGHUP), by result: ok (applied) or rejected (invalid; the old one serves).",
+    )
+    .sample(reloads.ok, { result: "ok" })
+    .sample(reloads.rejected, { result: "rejected" });
 
   // ── connections ──
   out.family(

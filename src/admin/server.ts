@@ -17,6 +17,7 @@
 import { createHash, timingSafeEqual } from "node:crypto";
 import type { Server } from "bun";
 import type { Logger } from "../log.ts";
+import { listenFailureReason } from "../port-probe.ts";
 import { formatHostPort, parseHostPort } from "../protocol/host-port.ts";
 import { EXPOSITION_CONTENT_TYPE } from "./exposition.ts";
 import { renderMetrics } from "./metrics.ts";
@@ -202,9 +203,7 @@ export interface AdminServer {
 export class AdminListenError extends Error {
   constructor(listen: string, cause: unknown) {
     const code = (cause as { code?: string }).code;
-    const message = cause instanceof Error ? cause.message : String(cause);
-    const reason =
-      code === undefined || message.startsWith(code) ? message : `${code} (${message})`;
+    const reason = listenFailureReason(cause);
     const fix =
       code === "EADDRINUSE"
         ? "another process serves that port: stop it, or choose another with --admin HOST:PORT (or [admin] listen), or --admin off"

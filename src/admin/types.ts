@@ -10,7 +10,9 @@ export type TelemetryKind =
   | "buffer_pool_exhausted" // an acquire found no free slot
   | "worker_crashed" // a Worker died; what it held was reclaimed
   | "worker_restarted"
-  | "connections_max_reached"; // a client was refused at accept
+  | "connections_max_reached" // a client was refused at accept
+  | "config_reloaded" // SIGHUP: the new configuration applies to new connections
+  | "config_rejected"; // SIGHUP: the new configuration was invalid; the old one keeps serving
 
 export type TelemetryLevel = "info" | "warn" | "error";
 

@@ -45,6 +45,8 @@ export interface AdminSources {
   upstreamPool: UpstreamPoolReader;
   /** True once a stop has begun (SIGTERM/SIGINT): /readyz fails from then on. */
   stopping(): boolean;
+  /** Reloads (SIGHUP) applied and rejected since start; none when absent. */
+  reloads?: () => { ok: number; rejected: number };
 }
 
 /** A snapshot round: the answers and the Workers that did not answer in time. */

@@ -1,6 +1,7 @@
 // One thread's proxy: the SOCKS5 and forward listeners (reusePort, so every Worker binds the same
 // ports), accepting a client into the pipeline (connection.ts), the deadline sweeper, this Worker's
-// upstream warm-connection pool (src/upstream/, when server.pool.enabled) and graceful close. Not process supervision (supervisor.ts) and not config parsing (src/config/).
+// upstream warm-connection pool (src/upstream/, when server.pool.enabled), a reload's switch to a
+// new config (prepareReload) and graceful close. Not process supervision (supervisor.ts) and not config parsing (src/config/).
 
 import type { Socket, TCPSocketListener, TCPSocketListenOptions } from "bun";
 import {
@@ -30,6 +31,7 @@ import {
   logUnexpected,
 } from "./connection.ts";
 import { passwordCheck } from "./credentials.ts";
+import { describeListenFailure } from "../port-probe.ts";
 
 export interface ListenerInfo {
   kind: "socks" | "forward";
@@ -77,6 +79,21 @@ export interface ProxyServer {
   readonly upstreamPool: { destinations(): UpstreamDestinationStats[] } | null;
   /** Stops accepting, lets open connections finish for up to `graceMs`, then closes the rest. */
   close(graceMs: number): Promise<void>;
+  /** During close(): ends the grace period now, so every open connection is closed at once. */
+  closeNow(): void;
+  /** A reload's first phase: binds the listeners `next` adds (throws, having bound nothing, when
+   *  one cannot be bound). Nothing else changes until commit(); abort() unbinds what it bound. */
+  prepareReload(next: Config): PreparedReload;
+}
+
+/** A reload bound and ready to apply (ProxyServer.prepareReload). */
+export interface PreparedReload {
+  /** The listeners as they will be after commit (new ones with their bound ports). */
+  readonly listeners: readonly ListenerInfo[];
+  /** New connections get the new config; removed listeners stop accepting (their open
+   *  connections finish under the config they started with). */
+  commit(): void;
+  abort(): void;
 }
 
 export interface ProxyOptions {
@@ -125,7 +142,8 @@ function addressOf(text: string, what: string): { host: string; port: number } {
 }
 
 export async function startProxy(options: ProxyOptions): Promise<ProxyServer> {
-  const { config, pool, log } = options;
+  const { pool, log } = options;
+  let config = options.config; // replaced by a reload (commit): read by accept() at each client
   const counters = options.counters ?? WorkerCounters.detached();
   const telemetry = options.telemetry ?? NO_TELEMETRY;
   if (pool.slotBytes < LIMITS.handshake_message_bytes_max) {
@@ -133,12 +151,13 @@ export async function startProxy(options: ProxyOptions): Promise<ProxyServer> {
       `slot_bytes ${pool.slotBytes} cannot hold a handshake message (${LIMITS.handshake_message_bytes_max})`,
     );
   }
-  const admission = new Admission(
-    options.openConnections ?? new Int32Array(new SharedArrayBuffer(4)),
+  const openWords = options.openConnections ?? new Int32Array(new SharedArrayBuffer(4));
+  let admission = new Admission(
+    openWords,
     config.server.connections_max,
     options.openConnections ? options.worker : undefined,
   );
-  const clients = new ClientTable(
+  let clients = new ClientTable(
     options.clients ?? createClientTableMemory(config.server.connections_max),
     config.clients,
     Date.now,
@@ -216,6 +235,9 @@ export async function startProxy(options: ProxyOptions): Promise<ProxyServer> {
     connection.start(forwardTarget);
   }
 
+  // The SOCKS5 front's password check; a reload replaces it (users) for the next handshakes.
+  let socksCheck: ReturnType<typeof passwordCheck> | null = null;
+  const socksFront = () => new Socks5Handshake(socksCheck);
   const listeners: TCPSocketListener<Connection | undefined>[] = [];
   const info: ListenerInfo[] = [];
   const listen = (
@@ -248,8 +270,7 @@ export async function startProxy(options: ProxyOptions): Promise<ProxyServer> {
 
   try {
     if (config.socks.enabled) {
-      const check = config.socks.auth === "password" ? passwordCheck(config.socks.users) : null;
-      const socksFront = () => new Socks5Handshake(check);
+      socksCheck = config.socks.auth === "password" ? passwordCheck(config.socks.users) : null;
       listen("socks", config.socks.listen, (socket, listener) =>
         accept(socket, listener, socksFront),
       );
@@ -273,7 +294,7 @@ export async function startProxy(options: ProxyOptions): Promise<ProxyServer> {
   // This proxy's own listeners and its admin API (bound ports known by now) are denied as
   // destinations: through the proxy, a client would otherwise reach them as a local caller.
   const admin = config.admin.listen === "off" ? null : parseHostPort(config.admin.listen);
-  const access = new AccessPolicy(config.access, admin === null ? info : [...info, admin]);
+  let access = new AccessPolicy(config.access, admin === null ? info : [...info, admin]);
   const poolSettings = config.server.pool;
   const upstreamPool = poolSettings.enabled
     ? new UpstreamPool({
@@ -287,23 +308,27 @@ export async function startProxy(options: ProxyOptions): Promise<ProxyServer> {
         telemetry: options.telemetry ?? NO_TELEMETRY,
       })
     : null;
-  const ctx: ConnectionContext = {
+  /** Called once per closed connection; `table` is the client table it was admitted under. */
+  const forgetter = (table: ClientTable) => (connection: Connection) => {
+    if (connections.delete(connection)) {
+      admission.leave(); // any generation's Admission: they share the same words
+      if (table.enabled) table.release(connection.clientHost);
+    }
+    if (connections.size === 0) onEmpty?.();
+  };
+  // One object for every generation, so handshakes of old and new connections share one bound.
+  const handshakeSlots = { held: 0, max: handshakeSlotsPerWorker(config) };
+  let ctx: ConnectionContext = {
     config,
     pool,
     log,
     clock,
     access,
-    handshakeSlots: { held: 0, max: handshakeSlotsPerWorker(config) },
+    handshakeSlots,
     clients,
     counters,
     worker: options.worker ?? 0,
-    forget(connection) {
-      if (connections.delete(connection)) {
-        admission.leave();
-        if (clients.enabled) clients.release(connection.clientHost);
-      }
-      if (connections.size === 0) onEmpty?.();
-    },
+    forget: forgetter(clients),
     ...(upstreamPool === null ? {} : { upstreamPool }),
   };
   // A forward listener's target is known from the start: keep it warm from now on.
@@ -314,18 +339,23 @@ export async function startProxy(options: ProxyOptions): Promise<ProxyServer> {
     }
   }
 
-  const idleMs = config.relay.idle_timeout_ms;
-  const sweepMs = sweepInterval(config);
+  let sweepMs = sweepInterval(config);
   // lastActivity is stamped with the coarse clock, up to one sweep behind real time: allowing one
   // sweep of margin makes an idle timeout late by at most two sweeps, and never early.
-  const idleAfterMs = idleMs > 0 ? idleMs + sweepMs : 0;
+  const idleAfter = (idleMs: number) => (idleMs > 0 ? idleMs + sweepMs : 0);
+  let idleAfterMs = idleAfter(config.relay.idle_timeout_ms);
+  // A connection opened before a reload keeps the idle timeout it started with (set at the reload
+  // for every connection open then); one opened since has no entry and uses idleAfterMs.
+  const idleAfterBefore = new WeakMap<Connection, number>();
   // Buffer-pool exhaustion is noticed here, by the count moving between sweeps, rather than on the
   // acquire path: the hot path pays nothing, and an event is at most one sweep late.
   let exhaustedSeen = pool.stats().exhausted;
-  const sweeper = setInterval(() => {
+  const sweep = () => {
     const now = performance.now();
     clock.now = now;
-    for (const connection of connections) connection.sweep(now, idleAfterMs);
+    for (const connection of connections) {
+      connection.sweep(now, idleAfterBefore.get(connection) ?? idleAfterMs);
+    }
     const exhausted = pool.stats().exhausted;
     if (exhausted !== exhaustedSeen) {
       telemetry.emit({
@@ -336,7 +366,137 @@ export async function startProxy(options: ProxyOptions): Promise<ProxyServer> {
       });
       exhaustedSeen = exhausted;
     }
-  }, sweepMs);
+  };
+  let sweeper = setInterval(sweep, sweepMs);
+
+  // ── reload (SIGHUP): new listeners first, then one switch of the context ─────────────────────
+  // Listeners are matched by kind, bound address and target: an unchanged one keeps its socket
+  // (its accept queue is never closed); a changed one is a new listener, bound before the old one
+  // stops (reusePort lets both hold the port meanwhile). accept() reads `ctx`, `config`,
+  // `admission` and `clients` at each client, so the switch is a few assignments on this thread;
+  // an open connection keeps the ctx it was made with, and with it its config, rules and table.
+  function prepareReload(next: Config): PreparedReload {
+    if (closing) throw new Error("stopping: no reload");
+    type Wanted = { kind: "socks" | "forward"; listen: string; target?: string };
+    const wanted: Wanted[] = [
+      ...(next.socks.enabled ? [{ kind: "socks" as const, listen: next.socks.listen }] : []),
+      ...next.forward.map((forward) => ({
+        kind: "forward" as const,
+        listen: forward.listen,
+        target: forward.target,
+      })),
+    ];
+    const boundBefore = listeners.length;
+    const order: number[] = []; // indexes into listeners/info, in `wanted` order
+    try {
+      for (const entry of wanted) {
+        const { host, port } = addressOf(entry.listen, `${entry.kind} listen`);
+        const kept = info.findIndex(
+          (listener, i) =>
+            i < boundBefore &&
+            !order.includes(i) &&
+            listener.kind === entry.kind &&
+            listener.host === host &&
+            listener.port === port &&
+            listener.target === entry.target,
+        );
+        if (kept >= 0) {
+          order.push(kept);
+          continue;
+        }
+        try {
+          if (entry.kind === "socks") {
+            listen("socks", entry.listen, (socket, listener) =>
+              accept(socket, listener, socksFront),
+            );
+          } else {
+            const target = addressOf(entry.target!, "forward target");
+            listen(
+              "forward",
+              entry.listen,
+              (socket, listener) => accept(socket, listener, noFront, target),
+              entry.target,
+            );
+          }
+        } catch (error) {
+          throw new Error(describeListenFailure(`${entry.kind} listen`, host, port, error));
+        }
+        order.push(listeners.length - 1);
+      }
+    } catch (error) {
+      unbindFrom(boundBefore);
+      throw error;
+    }
+    const after = order.map((i) => info[i]!);
+    let settled = false;
+    return {
+      listeners: after,
+      abort() {
+        if (settled) return;
+        settled = true;
+        unbindFrom(boundBefore);
+      },
+      commit() {
+        if (settled) return;
+        settled = true;
+        const keptListeners = order.map((i) => listeners[i]!);
+        listeners.forEach((listener, i) => {
+          if (!order.includes(i)) listener.stop(false); // stops accepting; its connections go on
+        });
+        listeners.splice(0, listeners.length, ...keptListeners);
+        info.splice(0, info.length, ...after);
+        applyConfig(next);
+      },
+    };
+  }
+
+  /** Unbinds the listeners from index `start` on (bound by a reload that did not go through); a
+   *  client one of them accepted meanwhile finishes. */
+  function unbindFrom(start: number): void {
+    for (const listener of listeners.splice(start)) listener.stop(false);
+    info.splice(start);
+  }
+
+  function applyConfig(next: Config): void {
+    config = next;
+    socksCheck =
+      next.socks.enabled && next.socks.auth === "password" ? passwordCheck(next.socks.users) : null;
+    const refusedAtMaxBefore = admission.refused;
+    admission = new Admission(
+      openWords,
+      next.server.connections_max,
+      options.openConnections ? options.worker : undefined,
+    );
+    admission.refused = refusedAtMaxBefore;
+    const previousClients = clients;
+    clients = new ClientTable(
+      options.clients ?? createClientTableMemory(next.server.connections_max),
+      next.clients,
+      Date.now,
+      next.socks.enabled && next.socks.auth === "password",
+    );
+    Object.assign(clients.refused, previousClients.refused);
+    clients.untracked = previousClients.untracked;
+    const adminAddress = next.admin.listen === "off" ? null : parseHostPort(next.admin.listen);
+    access = new AccessPolicy(next.access, adminAddress === null ? info : [...info, adminAddress]);
+    handshakeSlots.max = handshakeSlotsPerWorker(next);
+    ctx = { ...ctx, config: next, access, clients, forget: forgetter(clients) };
+    if (upstreamPool !== null) {
+      for (const forward of next.forward) {
+        const target = addressOf(forward.target, "forward target");
+        upstreamPool.pin(target.host, target.port);
+      }
+    }
+    // Timeouts may be shorter now: the sweep follows. Open connections keep their idle timeout
+    // (the other timeouts each connection reads from its own ctx).
+    for (const connection of connections) {
+      if (!idleAfterBefore.has(connection)) idleAfterBefore.set(connection, idleAfterMs);
+    }
+    clearInterval(sweeper);
+    sweepMs = sweepInterval(next);
+    idleAfterMs = idleAfter(next.relay.idle_timeout_ms);
+    sweeper = setInterval(sweep, sweepMs);
+  }
 
   return {
     listeners: info,
@@ -369,6 +529,10 @@ export async function startProxy(options: ProxyOptions): Promise<ProxyServer> {
         connections: list,
         upstream_destinations: upstreamPool?.destinations() ?? [],
       };
+    },
+    prepareReload,
+    closeNow() {
+      onEmpty?.(); // ends close()'s grace wait, which then closes what is still open
     },
     async close(graceMs) {
       closing = true;

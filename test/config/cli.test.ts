@@ -456,7 +456,9 @@ describe("--help and --version", () => {
     const help = helpText();
     for (const name of read) expect(help).toContain(`  ${name}`);
     expect(help).toContain("Exit codes: 0");
-    expect(help).toContain("Signals: SIGTERM or SIGINT");
+    for (const signal of ["SIGTERM, SIGINT", "SIGHUP", "SIGUSR1", "SIGUSR2"])
+      expect(help).toContain(`  ${signal}  `);
+    expect(help).toContain("a second one during the drain");
   });
 
   test("no help line is wider than 100 columns", () => {

@@ -9,6 +9,7 @@
 
 import { dlopen, FFIType, type Pointer, ptr, suffix } from "bun:ffi";
 import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { PoolError } from "../types.ts";
 import { LAYOUT_FIELDS, type LayoutField, TS_LAYOUT } from "./layout.ts";
@@ -131,8 +132,10 @@ function readLayout(symbols: NativeSymbols): {
 
 /** How to fix a library that would not load: the fix differs in a checkout and in dist/sockpool. */
 function loadHint(path: string): string {
-  // Inside a compiled binary the library is embedded (src/compiled.ts): dlopen extracts it first.
-  if (Bun.isStandaloneExecutable && path.startsWith("/$bunfs/")) {
+  // Inside a compiled binary the library is embedded and extracted to $TMPDIR first: by
+  // src/compiled.ts (sockpool-<version>-…so), or by dlopen when that copy could not be made.
+  const extracted = path.startsWith("/$bunfs/") || path.startsWith(join(tmpdir(), "sockpool-"));
+  if (Bun.isStandaloneExecutable && extracted) {
     return `the embedded library is extracted to $TMPDIR (${tmpdir()}), which must exist, be writable and allow exec; set TMPDIR or SOCKPOOL_NATIVE_LIB`;
   }
   if (process.env.SOCKPOOL_NATIVE_LIB) return "check SOCKPOOL_NATIVE_LIB";
