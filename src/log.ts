@@ -1,5 +1,8 @@
-// The logger: levelled, one line per event, text or JSON, written to stderr.
+// The logger: levelled, one line per event, text or JSON, written to stderr (with syslog priority
+// prefixes when stderr is the systemd journal).
 // Not a log shipper: no files, no rotation; run under systemd or a supervisor for that.
+
+import { fstatSync } from "node:fs";
 
 export const LOG_LEVELS = ["debug", "info", "warn", "error"] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
@@ -23,9 +26,40 @@ export interface LoggerOptions {
   format: LogFormat;
   /** Where lines go; stderr by default. Tests pass a collector. */
   write?: (line: string) => void;
+  /** Prefix each line with its syslog priority (`<6>` for info…), as journald reads it. Default:
+   *  when stderr is the journal (journalOnStderr()). */
+  syslogPriority?: boolean;
 }
 
 const RANK: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
+/** syslog(3) priorities: LOG_DEBUG 7, LOG_INFO 6, LOG_WARNING 4, LOG_ERR 3. */
+const SYSLOG_PRIORITY: Record<LogLevel, string> = {
+  debug: "<7>",
+  info: "<6>",
+  warn: "<4>",
+  error: "<3>",
+};
+
+/**
+ * Whether stderr is connected to the systemd journal: systemd sets JOURNAL_STREAM to the
+ * "device:inode" of the stream it gave the service, and a shell started from the service (or
+ * anything that redirects stderr) no longer matches it.
+ */
+export function journalOnStderr(
+  env: Record<string, string | undefined> = process.env,
+  stat: () => { dev: number; ino: number } = () => fstatSync(2),
+): boolean {
+  const stream = env.JOURNAL_STREAM;
+  if (!stream) return false;
+  try {
+    const { dev, ino } = stat();
+    return stream === `${dev}:${ino}`;
+  } catch {
+    return false; // stderr closed: nothing to match
+  }
+}
+
+const JOURNAL = journalOnStderr();
 
 function writeStderr(line: string): void {
   process.stderr.write(line);
@@ -73,9 +107,16 @@ function formatLine(
 export function createLogger(options: LoggerOptions, bound: LogFields = {}): Logger {
   const threshold = RANK[options.level];
   const write = options.write ?? writeStderr;
+  const priority = options.syslogPriority ?? (options.write === undefined && JOURNAL);
   const emit = (level: LogLevel, message: string, fields?: LogFields): void => {
     if (RANK[level] < threshold) return;
-    write(formatLine(options.format, level, message, fields ? { ...bound, ...fields } : bound));
+    const line = formatLine(
+      options.format,
+      level,
+      message,
+      fields ? { ...bound, ...fields } : bound,
+    );
+    write(priority ? SYSLOG_PRIORITY[level] + line : line);
   };
   return {
     debug: (message, fields) => emit("debug", message, fields),

@@ -1,8 +1,8 @@
 // The logger: levels, both formats, and that no client-supplied value can forge a line or drive a
 // terminal (control characters escaped in text and JSON alike, recoverable by a JSON parser).
 
-import { expect, test } from "bun:test";
-import { createLogger, type LogFormat } from "../src/log.ts";
+import { describe, expect, test } from "bun:test";
+import { createLogger, journalOnStderr, type LogFormat } from "../src/log.ts";
 
 function capture(format: LogFormat) {
   const lines: string[] = [];
@@ -59,4 +59,59 @@ test("levels below the threshold are dropped", () => {
   log.warn("shown");
   expect(lines).toHaveLength(1);
   expect(lines[0]).toContain("WARN  shown");
+});
+
+describe("the systemd journal", () => {
+  test("stderr is the journal only when JOURNAL_STREAM names its device and inode", () => {
+    const stat = () => ({ dev: 27, ino: 9041 });
+    expect(journalOnStderr({ JOURNAL_STREAM: "27:9041" }, stat)).toBe(true);
+    expect(journalOnStderr({ JOURNAL_STREAM: "27:9042" }, stat)).toBe(false); // redirected since
+    expect(journalOnStderr({}, stat)).toBe(false);
+    const closed = () => {
+      throw new Error("EBADF");
+    };
+    expect(journalOnStderr({ JOURNAL_STREAM: "27:9041" }, closed)).toBe(false);
+  });
+
+  test("each line starts with its syslog priority, in both formats", () => {
+    for (const format of ["text", "json"] as const) {
+      const lines: string[] = [];
+      const log = createLogger({
+        level: "debug",
+        format,
+        write: (line) => lines.push(line),
+        syslogPriority: true,
+      });
+      log.debug("d");
+      log.info("i");
+      log.warn("w");
+      log.error("e");
+      expect(lines.map((line) => line.slice(0, 3))).toEqual(["<7>", "<6>", "<4>", "<3>"]);
+    }
+  });
+
+  test("a real sockpool whose stderr is the journal writes priorities; elsewhere it does not", async () => {
+    // The shell sets JOURNAL_STREAM to its stderr's device:inode, as systemd does for a service.
+    const start = async (journal: boolean) => {
+      const script = `${journal ? "export JOURNAL_STREAM=$(stat -L -c %d:%i /proc/self/fd/2); " : ""}exec "$0" src/main.ts --socks 127.0.0.1:0 --workers 1 --admin off`;
+      const child = Bun.spawn(["bash", "-c", script, process.execPath], {
+        cwd: new URL("..", import.meta.url).pathname,
+        stdout: "ignore",
+        stderr: "pipe",
+      });
+      const decoder = new TextDecoder();
+      let text = "";
+      for await (const chunk of child.stderr) {
+        text += decoder.decode(chunk);
+        if (text.includes(" ready ")) break;
+      }
+      child.kill("SIGTERM");
+      await child.exited;
+      return text.split("\n").filter((line) => line.includes(" ready "));
+    };
+    const [journal] = await start(true);
+    expect(journal).toStartWith("<6>");
+    const [plain] = await start(false);
+    expect(plain).toMatch(/^\d{4}-/);
+  }, 30_000);
 });
