@@ -47,7 +47,7 @@ import type { UpstreamOwner } from "../upstream/owner.ts";
 import { upstreamEvents } from "../upstream/owner.ts";
 import type { UpstreamPool } from "../upstream/pool.ts";
 import type { ClientTable } from "./clients.ts";
-import { connectAny, DialError, resolveHost } from "./dial.ts";
+import { type Connected, connectAny, DialError, resolveHost } from "./dial.ts";
 import { type HandshakeBudget, PartialMessage } from "./partial.ts";
 import { Pipe, type PipeOwner } from "./relay.ts";
 import type { ListenerInfo } from "./server.ts";
@@ -116,6 +116,8 @@ export class Connection implements PipeOwner, UpstreamOwner {
   /** The listener kind's word in the counters, resolved once. */
   readonly kindIndex: number;
   private user: string | undefined;
+  /** The upstream's address:port as connected (a name resolved); unset until the dial succeeds. */
+  private upstreamAt: string | undefined;
   /** When the dial stage began (performance.now()), for the connect-latency histogram. */
   private dialStartedAt = 0;
   /** True when the upstream came warm from the upstream pool. */
@@ -288,12 +290,13 @@ export class Connection implements PipeOwner, UpstreamOwner {
       const handoff = upstreamPool.take(this.target, request.host, request.port, allowed, this);
       if (handoff !== null) {
         this.fromPool = true;
+        this.upstreamAt = formatHostPort(handoff.address, request.port);
         this.relay(handoff.socket, handoff.banner);
         return;
       }
     }
     const abandoned = () => this.stage !== "dial";
-    let upstream: Socket<UpstreamOwner> | null;
+    let upstream: Connected<UpstreamOwner> | null;
     try {
       let addresses = await resolveHost(request.host, dns_timeout_ms);
       if (early === null) {
@@ -321,7 +324,8 @@ export class Connection implements PipeOwner, UpstreamOwner {
     if (upstream === null) return;
     // A miss that connected: the pool warms one for the next client asking for this destination.
     upstreamPool?.dialed(this.target, request.host, request.port);
-    this.relay(upstream);
+    this.upstreamAt = formatHostPort(upstream.address, request.port);
+    this.relay(upstream.socket);
   }
 
   /** The access rules refused the destination: answer 02 (SOCKS5) and close, naming the rule. */
@@ -463,10 +467,15 @@ export class Connection implements PipeOwner, UpstreamOwner {
     this.ctx.counters.closed(this.kindIndex, outcome, this.reply ?? this.succeededReply);
     this.ctx.log.info("connection", {
       kind: this.listener.kind,
+      listener: this.listener.listen,
       client: this.clientAddress,
+      user: this.user,
       target: this.target,
-      bytes_up: this.up.bytes,
-      bytes_down: this.down.bytes,
+      // The address actually connected to (a name's resolved address), once there is one.
+      upstream: this.upstreamAt,
+      // Bytes that reached the other side, not bytes read: a refused dial's early data is not counted.
+      bytes_up: this.up.delivered,
+      bytes_down: this.down.delivered,
       duration_ms: Math.round(performance.now() - this.startedAt),
       outcome,
       reply: this.reply,

@@ -44,6 +44,12 @@ export async function resolveHost(host: string, timeoutMs: number): Promise<stri
   }
 }
 
+/** A connected upstream and the address it was connected to (for the connection log). */
+export interface Connected<Data> {
+  socket: Socket<Data>;
+  address: string;
+}
+
 /**
  * Connects to the first address that accepts. `abandoned()` is checked after every await: when the
  * caller has given up (timeout, client gone), a socket that connects late is closed at once.
@@ -54,7 +60,7 @@ export async function connectAny<Data>(
   data: Data,
   handlers: SocketHandler<Data>,
   abandoned: () => boolean,
-): Promise<Socket<Data> | null> {
+): Promise<Connected<Data> | null> {
   let last: unknown = new DialError("ENOTFOUND", "no addresses");
   for (const hostname of addresses) {
     if (abandoned()) return null;
@@ -70,7 +76,7 @@ export async function connectAny<Data>(
         socket.end();
         return null;
       }
-      return socket;
+      return { socket, address: hostname }; // known here: no getpeername for the log line
     } catch (error) {
       last = error;
     }

@@ -37,8 +37,11 @@ export interface PipeOwner {
 const UNCOUNTED = new Float64Array(1);
 
 export class Pipe {
-  /** Bytes read from the source (counted on arrival, for the connection log). */
+  /** Bytes read from the source (counted on arrival: the admin API's live view). */
   bytes = 0;
+  /** Bytes read that never reached the sink: held when it closed or the Pipe was disposed, or
+   *  read after it was gone. */
+  private undelivered = 0;
   /** The source sent FIN or closed: nothing more will arrive. */
   sourceDone = false;
   /** The sink got our FIN, or is gone: nothing more will be written. */
@@ -77,15 +80,19 @@ export class Pipe {
   data(chunk: Uint8Array): void {
     this.bytes += chunk.length;
     this.counters[this.counterWord]! += chunk.length;
-    if (this.sinkDone) return; // the sink is gone; what it would have received goes nowhere
+    if (this.sinkDone) {
+      this.undelivered += chunk.length; // the sink is gone; what it would have received goes nowhere
+      return;
+    }
     if (this.sink === null || !this.backlog.empty) {
       this.hold(chunk, 0); // keep order: nothing overtakes bytes already waiting
       return;
     }
     const written = this.sink.write(chunk);
-    if (written < 0)
+    if (written < 0) {
+      this.undelivered += chunk.length;
       this.owner.pipeBroken(this); // the owner closes both; nothing to hold
-    else if (written < chunk.length) this.hold(chunk, written);
+    } else if (written < chunk.length) this.hold(chunk, written);
   }
 
   /** The sink can take more (or has just connected). */
@@ -110,16 +117,26 @@ export class Pipe {
     if (this.sink !== null && this.backlog.empty) this.finish();
   }
 
+  /** Bytes that reached the sink (written to its socket), for the connection log. */
+  get delivered(): number {
+    return this.bytes - this.undelivered - this.backlog.bytes;
+  }
+
   /** The sink closed under us: drop what it can no longer receive. */
   sinkClosed(): void {
     this.sinkDone = true;
-    this.backlog.clear();
+    this.drop();
   }
 
   /** Returns every slot; the Pipe is dead afterwards. */
   dispose(): void {
     this.sinkDone = true;
     this.sourceDone = true;
+    this.drop();
+  }
+
+  private drop(): void {
+    this.undelivered += this.backlog.bytes;
     this.backlog.clear();
   }
 

@@ -16,7 +16,7 @@ import { LIMITS } from "../limits.ts";
 import type { Logger } from "../log.ts";
 import { AccessPolicy } from "../policy/access.ts";
 import type { BufferPool, PoolStats } from "../pool/index.ts";
-import { parseHostPort } from "../protocol/host-port.ts";
+import { formatHostPort, parseHostPort } from "../protocol/host-port.ts";
 import { WorkerCounters } from "../stats/counters.ts";
 import { type DialRequest, type FrontProtocol, Socks5Handshake } from "../protocol/index.ts";
 import { createUpstreamPoolMemory } from "../upstream/memory.ts";
@@ -196,6 +196,26 @@ export async function startProxy(options: ProxyOptions): Promise<ProxyServer> {
   }
 
   /** Accepts a client into the pipeline under connections_max, or closes it at once. */
+  /** The access log's line for a client refused at accept, like every connection's last line
+   *  (the warnings above are rate-limited summaries; this is per connection). */
+  function refusedLine(
+    socket: Socket<Connection | undefined>,
+    listener: ListenerInfo,
+    reason: ClientRefusal | "connections_max" | "shutdown",
+  ): void {
+    const host = socket.remoteAddress;
+    log.info("connection", {
+      kind: listener.kind,
+      listener: listener.listen,
+      client: host ? formatHostPort(host, socket.remotePort) : "unknown",
+      bytes_up: 0,
+      bytes_down: 0,
+      duration_ms: 0,
+      outcome: reason === "shutdown" ? "shutdown" : "limit",
+      reason,
+    });
+  }
+
   function accept(
     socket: Socket<Connection | undefined>,
     listener: ListenerInfo,
@@ -206,6 +226,7 @@ export async function startProxy(options: ProxyOptions): Promise<ProxyServer> {
     const perClient = clients.enabled ? clients.admit(host) : null;
     if (perClient !== null) {
       refusedPerClient(perClient, host);
+      refusedLine(socket, listener, perClient);
       socket.end();
       return;
     }
@@ -225,6 +246,7 @@ export async function startProxy(options: ProxyOptions): Promise<ProxyServer> {
     if (connection === null) {
       if (clients.enabled) clients.release(host);
       if (!closing) refusedAtMax();
+      refusedLine(socket, listener, closing ? "shutdown" : "connections_max");
       socket.end();
       return;
     }

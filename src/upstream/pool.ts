@@ -88,6 +88,8 @@ export interface Handoff {
   readonly socket: Socket<UpstreamOwner>;
   /** What the upstream sent while idle, to be delivered to the client first; null when nothing. */
   readonly banner: Uint8Array | null;
+  /** The address it was connected to, for the connection log. */
+  readonly address: string;
 }
 
 type State = "connecting" | "idle" | "taken" | "closed";
@@ -283,7 +285,7 @@ export class UpstreamPool {
       banner = this.buffers.view(conn.bannerSlot).slice(0, conn.bannerBytes);
       this.releaseBanner(conn);
     }
-    return { socket, banner };
+    return { socket, banner, address: conn.address };
   }
 
   /** A miss whose client has connected on its own: one warm connection for the next asker. */
@@ -512,21 +514,21 @@ export class UpstreamPool {
       const timeout = new Promise<null>((resolve) => {
         timer = setTimeout(() => resolve(null), this.settings.connect_timeout_ms);
       });
-      const socket = await Promise.race([connecting, timeout]);
-      if (socket === null) {
+      const connected = await Promise.race([connecting, timeout]);
+      if (connected === null) {
         // A pending Bun.connect cannot be cancelled: whatever connects later is closed at once.
         connecting.then(
-          (late) => late?.end(),
+          (late) => late?.socket.end(),
           () => {},
         );
         if (!abandoned()) this.failedAttempt(conn, "ETIMEDOUT");
         return;
       }
       if (abandoned()) {
-        socket.end(); // the pool closed meanwhile
+        connected.socket.end(); // the pool closed meanwhile
         return;
       }
-      this.opened(conn, socket);
+      this.opened(conn, connected.socket, connected.address);
     } catch (error) {
       if (abandoned()) return;
       if (!(error instanceof DialError)) throw error;
@@ -536,12 +538,12 @@ export class UpstreamPool {
     }
   }
 
-  private opened(conn: Pooled, socket: Socket<UpstreamOwner>): void {
+  private opened(conn: Pooled, socket: Socket<UpstreamOwner>, address: string): void {
     const { dest } = conn;
     this.attempts.delete(conn);
     this.changePending(dest, -1);
     conn.socket = socket;
-    conn.address = socket.remoteAddress;
+    conn.address = address;
     conn.createdAt = this.now();
     conn.state = "idle";
     dest.created++;

@@ -28,6 +28,11 @@ test("clients.connections_max: a client's next connection is closed at accept, a
       client: "127.0.0.1",
       refused: 1,
     });
+    const line = await tp.waitForConnectionLog(
+      (record) => record.client === `127.0.0.1:${third.localPort}`,
+      "the refused connection's own line",
+    );
+    expect(line).toMatchObject({ outcome: "limit", reason: "client_connections" });
     // One leaves: the client may connect again.
     open.pop()!.end();
     await waitFor(() => tp.proxy.stats().connections_open === 1, "one connection closed");

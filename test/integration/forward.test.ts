@@ -2,6 +2,7 @@
 // half-close both ways, bulk integrity, several listeners side by side, and an unreachable target.
 // Not SOCKS5 (socks.test.ts).
 
+import type { Subprocess } from "bun";
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { MIB, sha256, text } from "../support/bytes.ts";
 import { cleanup } from "../support/cleanup.ts";
@@ -19,6 +20,7 @@ import {
   type Target,
 } from "../support/targets.ts";
 import { waitFor } from "../support/wait.ts";
+import { startBlackhole } from "../soak/targets.ts";
 
 afterAll(cleanup);
 
@@ -79,6 +81,9 @@ describe("forward listeners (SOCKS5 off)", () => {
       "the forwarded echo",
     );
     expect(line).toMatchObject({ kind: "forward", outcome: "ok", bytes_up: 23, bytes_down: 23 });
+    // The access log's fields: the listener as configured and the address actually connected.
+    expect(line.listener).toBe("127.0.0.1:0");
+    expect(line.upstream).toBe(`127.0.0.1:${echo.port}`);
     expect(line.client).toBe(`127.0.0.1:${conn.localPort}`);
   });
 
@@ -148,6 +153,38 @@ describe("forward bulk, alongside SOCKS5", () => {
       expect(received).toEqual(result.sent);
     } finally {
       target.close();
+      await handle.close();
+    }
+  });
+});
+
+describe("the connection line counts bytes that reached the other side", () => {
+  const children = new Set<Subprocess>();
+  afterAll(async () => {
+    for (const child of children) child.kill();
+    await Promise.allSettled([...children].map((child) => child.exited));
+  });
+
+  test("a dial that never connects, with bytes already sent, logs bytes_up=0 (they were read, never delivered)", async () => {
+    // The blackhole holds the dial until the connect timeout, so the client's bytes are surely
+    // read (and held for the upstream) before the dial fails: before, the line said bytes_up=79.
+    const blackhole = await startBlackhole(children);
+    const handle = await startTestProxy({
+      socks: { enabled: false },
+      forward: [{ target: `127.0.0.1:${blackhole.port}` }],
+      upstream: { connect_timeout_ms: 300, dns_timeout_ms: 100 },
+    });
+    try {
+      const conn = await connectTcp("127.0.0.1", handle.forwardPorts[0]!);
+      await conn.write("x".repeat(79));
+      expect((await conn.readToEnd()).length).toBe(0);
+      const line = await handle.waitForConnectionLog(
+        (record) => record.client === `127.0.0.1:${conn.localPort}`,
+        "the timed-out forward's line",
+      );
+      expect(line).toMatchObject({ outcome: "timeout", bytes_up: 0, bytes_down: 0 });
+      expect(line.upstream).toBeUndefined(); // never connected
+    } finally {
       await handle.close();
     }
   });

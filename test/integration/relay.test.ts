@@ -441,6 +441,12 @@ describe("relay deadlines and limits", () => {
       await third.write(encodeGreeting([0x00]));
       expect((await third.readToEnd()).length).toBe(0); // closed without a method selection
       expect(handle.proxy.stats().connections_open).toBe(2);
+      // Its own access-log line, beside the rate-limited warning.
+      const refused = await handle.waitForConnectionLog(
+        (record) => record.client === `127.0.0.1:${third.localPort}`,
+        "the refused connection's line",
+      );
+      expect(refused).toMatchObject({ outcome: "limit", reason: "connections_max", kind: "socks" });
 
       first.conn.end();
       await waitFor(() => handle.proxy.stats().connections_open === 1, "the first to close");

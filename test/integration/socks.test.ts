@@ -336,6 +336,19 @@ describe("SOCKS5 users with hashed passwords (checked off the event loop)", () =
     expect(text(await conn.read(8))).toBe("via hash");
     conn.end();
     await expectIdle(handle);
+    // The access log's fields: who, through which listener, to what address.
+    const line = await handle.waitForConnectionLog(
+      (record) => record.user === "dora" && record.outcome === "ok",
+      "dora's connection line",
+    );
+    expect(line).toMatchObject({
+      kind: "socks",
+      listener: "127.0.0.1:0",
+      target: `127.0.0.1:${echo.port}`,
+      upstream: `127.0.0.1:${echo.port}`,
+      bytes_up: 8,
+      bytes_down: 8,
+    });
   });
 
   test("greeting, login, request and early data in one write: nothing is lost while the hash is checked", async () => {

@@ -30,6 +30,7 @@ export interface TestConfig {
   socks?: Record<string, unknown>;
   forward?: { listen?: string; target: string }[];
   relay?: Record<string, unknown>;
+  upstream?: Record<string, unknown>;
   pool?: Record<string, unknown>;
   access?: Record<string, unknown>;
   clients?: Record<string, unknown>;
@@ -71,6 +72,7 @@ export async function startTestProxy(input: TestConfig = {}): Promise<TestProxy>
     socks: { listen: "127.0.0.1:0", ...input.socks },
     forward: (input.forward ?? []).map((entry) => ({ listen: "127.0.0.1:0", ...entry })),
     relay: input.relay ?? {},
+    upstream: input.upstream ?? {},
     pool: { slots: 1024, checked: true, ...input.pool },
     access: input.access ?? {},
     clients: input.clients ?? {},
