@@ -57,6 +57,9 @@ export const LIMITS = {
     AUTH_REQUEST_BYTES_MAX,
     REQUEST_BYTES_MAX,
   ),
+  /** Most bytes of an HTTP CONNECT request head; also capped at slot_bytes, since a head split
+   *  across reads waits in one pool slot (431 beyond it). */
+  http_head_bytes_max: 8192,
 
   // ── pool, as the config accepts it ──
   pool_slots_min: 16,

@@ -82,6 +82,12 @@ export function renderMetrics(sources: AdminSources, snapshots: Snapshots): stri
   );
   for (const [reply, count] of Object.entries(total.replies)) out.sample(count, { reply });
   out.family(
+    "sockpool_http_responses_total",
+    "counter",
+    'HTTP CONNECT connections closed, by the status they got ("other": a status not listed).',
+  );
+  for (const [status, count] of Object.entries(total.http_status)) out.sample(count, { status });
+  out.family(
     "sockpool_connections_rejected_total",
     "counter",
     "Clients refused at accept, by reason: connections_max or a per-client limit.",
@@ -97,7 +103,7 @@ export function renderMetrics(sources: AdminSources, snapshots: Snapshots): stri
     .family(
       "sockpool_handshake_duration_seconds",
       "histogram",
-      "From accept to the end of the front protocol's handshake (SOCKS5), in seconds.",
+      "From accept to the end of the front protocol's handshake (SOCKS5, HTTP CONNECT), in seconds.",
     )
     .histogram(LATENCY_BUCKETS_S, total.handshake.cumulative, total.handshake.sum);
   out

@@ -25,6 +25,9 @@ import {
 import { crossFieldChecks } from "./relations.ts";
 
 export const SOCKS_AUTH_METHODS = ["none", "password"] as const;
+/** What the SOCKS listener speaks: SOCKS5 only, or SOCKS5 and HTTP CONNECT told apart by the first
+ *  byte (src/protocol/auto-front.ts). */
+export const SOCKS_PROTOCOLS = ["socks5", "auto"] as const;
 
 // ── Sections ───────────────────────────────────────────────────────────────────────────────────
 
@@ -78,6 +81,8 @@ const socksEntries = {
   enabled: v.optional(flag, true),
   listen: v.optional(address(0, "listen on", "[::1]:1080"), "127.0.0.1:1080"),
   auth: v.optional(oneOf(SOCKS_AUTH_METHODS), "none"),
+  /** "auto": the same port also serves HTTP CONNECT (the first byte decides). */
+  protocol: v.optional(oneOf(SOCKS_PROTOCOLS), "socks5"),
   /** Let a SOCKS5 listener without auth listen beyond loopback: anyone who reaches it can use it. */
   allow_open_proxy: v.optional(flag, false),
   users: v.optional(
@@ -111,6 +116,12 @@ const socksInputEntries = {
 const forwardEntries = {
   listen: address(0, "listen on", "[::1]:8080"),
   target: address(1, "connect to", "[::1]:80"),
+};
+
+/** An HTTP CONNECT listener. `auth` defaults to socks.auth (the same users serve both). */
+const httpEntries = {
+  listen: address(0, "listen on", "[::1]:3128"),
+  auth: v.optional(oneOf(SOCKS_AUTH_METHODS)),
 };
 
 const relayEntries = {
@@ -244,6 +255,7 @@ const rootEntries = {
   socks: v.optional(table(socksInputEntries), {}),
   upstream: v.optional(table(upstreamEntries), {}),
   forward: v.optional(v.array(table(forwardEntries), "an array of [[forward]] tables"), () => []),
+  http: v.optional(v.array(table(httpEntries), "an array of [[http]] tables"), () => []),
   relay: v.optional(table(relayEntries), {}),
   pool: v.optional(table(poolEntries), {}),
   clients: v.optional(table(clientsEntries), {}),
@@ -279,6 +291,7 @@ export const CONFIG_SECTIONS: readonly {
   },
   { name: "upstream", array: false, keys: Object.keys(upstreamEntries) },
   { name: "forward", array: true, keys: Object.keys(forwardEntries) },
+  { name: "http", array: true, keys: Object.keys(httpEntries), required: ["listen"] },
   { name: "relay", array: false, keys: Object.keys(relayEntries) },
   { name: "pool", array: false, keys: Object.keys(poolEntries) },
   { name: "clients", array: false, keys: Object.keys(clientsEntries) },
@@ -288,12 +301,14 @@ export const CONFIG_SECTIONS: readonly {
   { name: "log", array: false, keys: Object.keys(logEntries) },
 ];
 
-/** Moves the deprecated socks.* timeouts to [upstream] and fills [upstream]'s defaults. */
-function moveRenamedOptions({ socks, upstream, ...rest }: RootOutput) {
+/** Moves the deprecated socks.* timeouts to [upstream], fills [upstream]'s defaults and each
+ *  [[http]] listener's auth (socks.auth unless it says otherwise). */
+function moveRenamedOptions({ socks, upstream, http, ...rest }: RootOutput) {
   const { connect_timeout_ms: oldConnect, dns_timeout_ms: oldDns, ...socksOwn } = socks;
   return {
     ...rest,
     socks: socksOwn,
+    http: http.map((entry) => ({ listen: entry.listen, auth: entry.auth ?? socks.auth })),
     upstream: {
       connect_timeout_ms:
         upstream.connect_timeout_ms ?? oldConnect ?? UPSTREAM_DEFAULTS.connect_timeout_ms,

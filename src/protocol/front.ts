@@ -4,7 +4,7 @@
 // message split across reads, the dial and every log line.
 
 import type { ProtocolError } from "./errors.ts";
-import type { HandshakeFailureCode } from "./failures.ts";
+import type { Failure, HandshakeFailureCode } from "./failures.ts";
 
 /** Where the client wants to go. `host` is an IP literal or a domain, unresolved. */
 export interface DialRequest {
@@ -44,11 +44,18 @@ export interface FrontProtocol {
   feed(input: Uint8Array): FrontStep;
   /** The client's answer once the upstream is connected; `bound` is its local address. */
   succeeded(bound: DialRequest): Uint8Array;
-  /** The client's answer when the dial failed with this reply byte. */
-  dialFailed(reply: number): Uint8Array;
+  /** The client's answer when the dial failed (the failure table's entry: its SOCKS reply byte and
+   *  its outcome, so a limit can be told from a refusal). */
+  dialFailed(failure: Failure): Uint8Array;
+  /** How an answer this front produced is named in the log and the counters: the SOCKS reply
+   *  byte, or the HTTP status. */
+  describe(answer: Uint8Array): AnswerCode;
   /** Goes on after a `login` step, with the verdict it waited for. Its `consumed` is 0. */
   loginResult(verdict: LoginVerdict): FrontStep;
 }
+
+/** An answer's code: `reply` for SOCKS5 (the REP/STATUS/METHOD byte), `status` for HTTP. */
+export type AnswerCode = { reply: number } | { status: number };
 
 /** What a login check found. "busy": too many checks in flight to start another one now. */
 export type LoginVerdict = "ok" | "wrong-password" | "unknown-user" | "busy";

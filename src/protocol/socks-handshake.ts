@@ -11,8 +11,9 @@
 import { decodeAuthRequest, encodeAuthReply } from "./auth.ts";
 import { AuthStatus, Command, Method, Reply } from "./constants.ts";
 import type { Decoded, ProtocolError } from "./errors.ts";
-import { type HandshakeFailureCode, handshakeFailure } from "./failures.ts";
+import { type Failure, type HandshakeFailureCode, handshakeFailure } from "./failures.ts";
 import type {
+  AnswerCode,
   DialRequest,
   FrontProtocol,
   FrontStep,
@@ -98,8 +99,13 @@ export class Socks5Handshake implements FrontProtocol {
     return encodeReply(Reply.SUCCEEDED, bound);
   }
 
-  dialFailed(reply: number): Uint8Array {
-    return encodeReply(reply);
+  dialFailed(failure: Failure): Uint8Array {
+    return encodeReply(failure.reply ?? Reply.GENERAL_FAILURE);
+  }
+
+  /** Every SOCKS5 and RFC 1929 answer carries its code in its second byte. */
+  describe(answer: Uint8Array): AnswerCode {
+    return { reply: answer[1]! };
   }
 
   /** Acts on a decoded message; a decoder error becomes a refusal framed for this step. */

@@ -6,7 +6,7 @@
 //     │
 //     ▼
 //   1. front     the front protocol reads the handshake     deadline: handshake_timeout_ms
-//     │          (SOCKS5; none for a forward listener)
+//     │          (SOCKS5, HTTP CONNECT, or either by the first byte; none for a forward)
 //     ▼
 //   2. dial      access rules, then a warm connection from  deadline: dns + connect timeout
 //                the upstream pool (src/upstream/), else
@@ -33,6 +33,7 @@ import type { AccessPolicy } from "../policy/access.ts";
 import type { BufferPool } from "../pool/index.ts";
 import { formatHostPort } from "../protocol/host-port.ts";
 import {
+  type AnswerCode,
   type DialRequest,
   dialFailure,
   type FrontProtocol,
@@ -40,7 +41,6 @@ import {
   handshakeFailure,
   type LoginVerdict,
   type Outcome,
-  Reply,
 } from "../protocol/index.ts";
 import { FIELD, type WorkerCounters } from "../stats/counters.ts";
 import type { UpstreamOwner } from "../upstream/owner.ts";
@@ -110,9 +110,10 @@ export class Connection implements PipeOwner, UpstreamOwner {
   private readonly clientAddress: string;
   /** The client's IP as Bun gave it at accept (undefined if it gave none), for per-client counts. */
   readonly clientHost: string | undefined;
-  private reply: number | undefined;
-  /** The reply the front sent when the dial succeeded (00 for SOCKS5), for the counters by reply. */
-  private succeededReply: number | undefined;
+  /** The failure answer the client got (a SOCKS reply byte or an HTTP status), for the log. */
+  private answer: AnswerCode | undefined;
+  /** The answer the front sent when the dial succeeded (00, 200), for the counters by reply. */
+  private succeededAnswer: AnswerCode | undefined;
   /** The listener kind's word in the counters, resolved once. */
   readonly kindIndex: number;
   private user: string | undefined;
@@ -324,7 +325,8 @@ export class Connection implements PipeOwner, UpstreamOwner {
     this.relay(upstream);
   }
 
-  /** The access rules refused the destination: answer 02 (SOCKS5) and close, naming the rule. */
+  /** The access rules refused the destination: answer 02 (SOCKS5) or 403 and close, naming the
+   *  rule. */
   private denied(rule: string, user: string | undefined): void {
     this.ctx.log.info("access denied", {
       client: this.clientAddress,
@@ -333,9 +335,7 @@ export class Connection implements PipeOwner, UpstreamOwner {
       rule,
     });
     const failure = handshakeFailure("ACCESS_DENIED");
-    const reply =
-      this.front === null ? null : this.front.dialFailed(failure.reply ?? Reply.NOT_ALLOWED);
-    this.close(failure.outcome, reply);
+    this.close(failure.outcome, this.front?.dialFailed(failure) ?? null);
   }
 
   /** Reaching the upstream failed (or timed out): answer the client if the front can, and close. */
@@ -346,9 +346,7 @@ export class Connection implements PipeOwner, UpstreamOwner {
       target: this.target,
       code: code ?? "EUNKNOWN",
     });
-    const reply =
-      this.front === null ? null : this.front.dialFailed(failure.reply ?? Reply.GENERAL_FAILURE);
-    this.close(failure.outcome, reply);
+    this.close(failure.outcome, this.front?.dialFailed(failure) ?? null);
   }
 
   // ── 3. relay ─────────────────────────────────────────────────────────────────────────────────
@@ -364,7 +362,7 @@ export class Connection implements PipeOwner, UpstreamOwner {
       const bound = { host: upstream.localAddress, port: upstream.localPort };
       const reply = this.front.succeeded(bound);
       if (!this.send(reply)) return;
-      this.succeededReply = reply[1];
+      this.succeededAnswer = this.front.describe(reply);
       this.front = null; // its job is done
     }
     this.up.connect(this.client, upstream);
@@ -443,7 +441,7 @@ export class Connection implements PipeOwner, UpstreamOwner {
     if (this.stage === "closed") return;
     this.stage = "closed";
     if (reply) {
-      this.reply = reply[1];
+      this.answer = this.front?.describe(reply);
       this.client.write(reply);
     }
     this.partial?.drop();
@@ -460,7 +458,7 @@ export class Connection implements PipeOwner, UpstreamOwner {
     }
     if (this.fromPool) this.ctx.upstreamPool?.finished(this.target);
     this.ctx.forget(this);
-    this.ctx.counters.closed(this.kindIndex, outcome, this.reply ?? this.succeededReply);
+    this.ctx.counters.closed(this.kindIndex, outcome, this.answer ?? this.succeededAnswer);
     this.ctx.log.info("connection", {
       kind: this.listener.kind,
       client: this.clientAddress,
@@ -469,7 +467,7 @@ export class Connection implements PipeOwner, UpstreamOwner {
       bytes_down: this.down.bytes,
       duration_ms: Math.round(performance.now() - this.startedAt),
       outcome,
-      reply: this.reply,
+      ...this.answer, // reply=NN (SOCKS5) or status=NNN (HTTP) when a failure was answered
       pooled: this.fromPool ? true : undefined, // the upstream came warm from the upstream pool
     });
   }

@@ -1,4 +1,4 @@
-// One thread's proxy: the SOCKS5 and forward listeners (reusePort, so every Worker binds the same
+// One thread's proxy: the SOCKS5, HTTP CONNECT and forward listeners (reusePort, so every Worker binds the same
 // ports), accepting a client into the pipeline (connection.ts), the deadline sweeper, this Worker's
 // upstream warm-connection pool (src/upstream/, when server.pool.enabled) and graceful close. Not process supervision (supervisor.ts) and not config parsing (src/config/).
 
@@ -17,7 +17,13 @@ import { AccessPolicy } from "../policy/access.ts";
 import type { BufferPool, PoolStats } from "../pool/index.ts";
 import { parseHostPort } from "../protocol/host-port.ts";
 import { WorkerCounters } from "../stats/counters.ts";
-import { type DialRequest, type FrontProtocol, Socks5Handshake } from "../protocol/index.ts";
+import {
+  AutoFront,
+  type DialRequest,
+  type FrontProtocol,
+  HttpConnectFront,
+  Socks5Handshake,
+} from "../protocol/index.ts";
 import { createUpstreamPoolMemory } from "../upstream/memory.ts";
 import { UpstreamPool } from "../upstream/pool.ts";
 import { Admission } from "./admission.ts";
@@ -30,9 +36,10 @@ import {
   logUnexpected,
 } from "./connection.ts";
 import { passwordCheck } from "./credentials.ts";
+import type { PasswordCheck } from "../protocol/front.ts";
 
 export interface ListenerInfo {
-  kind: "socks" | "forward";
+  kind: "socks" | "forward" | "http";
   /** The listen address as configured (port 0 stays 0); access rules match `listeners` on it. */
   listen: string;
   host: string;
@@ -142,7 +149,8 @@ export async function startProxy(options: ProxyOptions): Promise<ProxyServer> {
     options.clients ?? createClientTableMemory(config.server.connections_max),
     config.clients,
     Date.now,
-    config.socks.enabled && config.socks.auth === "password",
+    (config.socks.enabled && config.socks.auth === "password") ||
+      config.http.some((listener) => listener.auth === "password"),
   );
   const connections = new Set<Connection>();
   const clock: Clock = { now: performance.now() };
@@ -219,7 +227,7 @@ export async function startProxy(options: ProxyOptions): Promise<ProxyServer> {
   const listeners: TCPSocketListener<Connection | undefined>[] = [];
   const info: ListenerInfo[] = [];
   const listen = (
-    kind: "socks" | "forward",
+    kind: ListenerInfo["kind"],
     address: string,
     open: (socket: Socket<Connection | undefined>, listener: ListenerInfo) => void,
     target?: string,
@@ -246,13 +254,26 @@ export async function startProxy(options: ProxyOptions): Promise<ProxyServer> {
     info.push(listenerInfo);
   };
 
+  // One password check for every listener with auth: the same users, the same cache of verified
+  // hashes and the same bound on checks in flight (credentials.ts).
+  const usersCheck = passwordCheck(config.socks.users);
+  const checkFor = (auth: "none" | "password"): PasswordCheck | null =>
+    auth === "password" ? usersCheck : null;
+  // An HTTP head waits in one pool slot while split (PartialMessage), so it must fit one.
+  const headBytesMax = Math.min(pool.slotBytes, LIMITS.http_head_bytes_max);
   try {
     if (config.socks.enabled) {
-      const check = config.socks.auth === "password" ? passwordCheck(config.socks.users) : null;
+      const check = checkFor(config.socks.auth);
       const socksFront = () => new Socks5Handshake(check);
-      listen("socks", config.socks.listen, (socket, listener) =>
-        accept(socket, listener, socksFront),
-      );
+      const httpFront = () => new HttpConnectFront(check, headBytesMax);
+      const front =
+        config.socks.protocol === "auto" ? () => new AutoFront(socksFront, httpFront) : socksFront;
+      listen("socks", config.socks.listen, (socket, listener) => accept(socket, listener, front));
+    }
+    for (const http of config.http) {
+      const check = checkFor(http.auth);
+      const httpFront = () => new HttpConnectFront(check, headBytesMax);
+      listen("http", http.listen, (socket, listener) => accept(socket, listener, httpFront));
     }
     for (const forward of config.forward) {
       const target = addressOf(forward.target, "forward target");

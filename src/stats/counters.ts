@@ -14,6 +14,8 @@
 //   refused[reason]   clients refused at accept: connections_max and the per-client reasons
 //   handshake[b]      handshake durations: one word per bucket (not cumulative), then sum seconds
 //   connect[b]        upstream connect durations (resolve + connect), same layout
+//   http_status[s]    HTTP CONNECT connections closed, by the status sent ("200".."505", "other");
+//                     such a connection counts under reply "none" (no SOCKS reply was sent)
 //
 // Concurrency note: each word has one writer, the Worker that owns the block; after that Worker
 // has exited, the supervisor (main thread) is the only writer (reclaimCounters). Readers on the
@@ -24,9 +26,10 @@
 // 0). Counts stay exact integers up to 2^53.
 
 import type { Outcome } from "../protocol/failures.ts";
+import type { AnswerCode } from "../protocol/front.ts";
 import { CACHE_LINE_BYTES } from "../pool/freelist/layout.ts";
 
-export const LISTENER_KINDS = ["socks", "forward"] as const;
+export const LISTENER_KINDS = ["socks", "forward", "http"] as const;
 export type ListenerKind = (typeof LISTENER_KINDS)[number];
 
 // A Record forces this list to name every Outcome: a new outcome fails to typecheck until added.
@@ -70,6 +73,21 @@ const REPLY_OTHER = REPLY_LABELS.indexOf("01"); // a byte outside the table (non
 const REPLY_FF = REPLY_LABELS.indexOf("ff");
 const REPLY_NONE = REPLY_LABELS.indexOf("none");
 
+/** HTTP statuses the HTTP CONNECT front sends, and "other" for any it might send later. */
+export const HTTP_STATUS_LABELS = [
+  "200",
+  "400",
+  "403",
+  "405",
+  "407",
+  "431",
+  "502",
+  "503",
+  "504",
+  "505",
+  "other",
+] as const;
+
 export const REFUSAL_REASONS = [
   "connections_max",
   "client_connections",
@@ -103,7 +121,8 @@ export const FIELD = {
     REFUSAL_REASONS.length +
     HISTOGRAM_WORDS,
 } as const;
-const USED_WORDS = FIELD.connect + HISTOGRAM_WORDS;
+const HTTP_STATUS_AT = FIELD.connect + HISTOGRAM_WORDS;
+const USED_WORDS = HTTP_STATUS_AT + HTTP_STATUS_LABELS.length;
 const LINE_WORDS = CACHE_LINE_BYTES / Float64Array.BYTES_PER_ELEMENT;
 /** Words per Worker block, whole cache lines. */
 export const BLOCK_WORDS = Math.ceil(USED_WORDS / LINE_WORDS) * LINE_WORDS;
@@ -166,11 +185,17 @@ export class WorkerCounters {
     this.words[FIELD.opened + kind]! += 1;
   }
 
-  closed(kind: number, outcome: Outcome, reply: number | undefined): void {
+  /** `answer`: the SOCKS reply byte or the HTTP status the client got (undefined: none). */
+  closed(kind: number, outcome: Outcome, answer: AnswerCode | undefined): void {
     const words = this.words;
     words[FIELD.closed + kind]! += 1;
     words[FIELD.outcome + OUTCOMES.indexOf(outcome)]! += 1;
+    const reply = answer !== undefined && "reply" in answer ? answer.reply : undefined;
     words[FIELD.reply + replyIndex(reply)]! += 1;
+    if (answer !== undefined && "status" in answer) {
+      const label = HTTP_STATUS_LABELS.indexOf(String(answer.status) as "other");
+      words[HTTP_STATUS_AT + (label < 0 ? HTTP_STATUS_LABELS.length - 1 : label)]! += 1;
+    }
   }
 
   refused(reason: RefusalReason): void {
@@ -206,6 +231,7 @@ export interface CounterTotals {
   refused: Record<RefusalReason, number>;
   handshake: Histogram;
   connect: Histogram;
+  http_status: Record<(typeof HTTP_STATUS_LABELS)[number], number>;
 }
 
 function record<K extends string>(keys: readonly K[], words: Float64Array, at: number) {
@@ -242,6 +268,7 @@ function totalsOf(words: Float64Array): CounterTotals {
     refused: record(REFUSAL_REASONS, words, FIELD.refused),
     handshake: histogram(words, FIELD.handshake),
     connect: histogram(words, FIELD.connect),
+    http_status: record(HTTP_STATUS_LABELS, words, HTTP_STATUS_AT),
   };
 }
 

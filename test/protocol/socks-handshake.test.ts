@@ -164,7 +164,9 @@ describe("Socks5Handshake", () => {
     expect(toHex(handshake.succeeded({ host: "127.0.0.1", port: 40000 }))).toBe(
       "05 00 00 01 7f 00 00 01 9c 40",
     );
-    expect(toHex(handshake.dialFailed(0x05))).toBe("05 05 00 01 00 00 00 00 00 00");
+    expect(toHex(handshake.dialFailed({ reply: 0x05, outcome: "refused" }))).toBe(
+      "05 05 00 01 00 00 00 00 00 00",
+    );
   });
 
   test("feeding after the handshake ended is a bug, and says so", () => {

@@ -17,6 +17,8 @@ export interface TestProxy {
   readonly logs: LogRecord[];
   readonly socksPort: number;
   readonly forwardPorts: number[];
+  /** The [[http]] listeners' bound ports, in order. */
+  readonly httpPorts: number[];
   /** The `connection` lines. */
   connectionLogs(): LogRecord[];
   /** Waits for a `connection` line matching `match` and returns it. */
@@ -29,6 +31,8 @@ export interface TestConfig {
   server?: Record<string, unknown>;
   socks?: Record<string, unknown>;
   forward?: { listen?: string; target: string }[];
+  /** [[http]] listeners; listen defaults to 127.0.0.1:0. */
+  http?: { listen?: string; auth?: string }[];
   relay?: Record<string, unknown>;
   pool?: Record<string, unknown>;
   access?: Record<string, unknown>;
@@ -70,6 +74,7 @@ export async function startTestProxy(input: TestConfig = {}): Promise<TestProxy>
     },
     socks: { listen: "127.0.0.1:0", ...input.socks },
     forward: (input.forward ?? []).map((entry) => ({ listen: "127.0.0.1:0", ...entry })),
+    http: (input.http ?? []).map((entry) => ({ listen: "127.0.0.1:0", ...entry })),
     relay: input.relay ?? {},
     pool: { slots: 1024, checked: true, ...input.pool },
     access: input.access ?? {},
@@ -100,6 +105,9 @@ export async function startTestProxy(input: TestConfig = {}): Promise<TestProxy>
     socksPort: socks?.port ?? 0,
     forwardPorts: proxy.listeners
       .filter((listener) => listener.kind === "forward")
+      .map((listener) => listener.port),
+    httpPorts: proxy.listeners
+      .filter((listener) => listener.kind === "http")
       .map((listener) => listener.port),
     connectionLogs,
     async waitForConnectionLog(match, what) {
