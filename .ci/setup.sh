@@ -45,7 +45,8 @@ say "native library: $(ls zig-out/lib/libsockpool.*)"
 # 4. Real clients and peers, only when asked (Debian packages):
 #    --test-tools   curl, proxychains4, iperf3: the integration tests' real clients; prometheus for
 #                   promtool (checks /metrics), chromium (loads the status page headless), openssl
-#                   (a throwaway certificate for fetch through HTTP CONNECT)
+#                   (a throwaway certificate for fetch through HTTP CONNECT); python3-socks (PySocks,
+#                   the UDP ASSOCIATE client; checked by import with the system python3)
 #    --bench-tools  the above, plus dante-server, microsocks, haproxy: bun run bench:e2e's peers
 want=()
 for flag in "$@"; do
@@ -56,6 +57,12 @@ for flag in "$@"; do
   esac
 done
 missing=()
+for flag in "$@"; do
+  # A Python module, not a command: the system python3 must import it (Debian's package).
+  if [ "$flag" = --test-tools ] && ! /usr/bin/python3 -c 'import socks' >/dev/null 2>&1; then
+    missing+=(python3-socks)
+  fi
+done
 for entry in "${want[@]}"; do
   command="${entry%%:*}" package="${entry##*:}"
   if ! command -v "$command" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$command" ]; then

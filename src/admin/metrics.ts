@@ -114,6 +114,39 @@ export function renderMetrics(sources: AdminSources, snapshots: Snapshots): stri
     )
     .histogram(LATENCY_BUCKETS_S, total.connect.cumulative, total.connect.sum);
 
+  // ── UDP ASSOCIATE ──
+  out
+    .family("sockpool_udp_associations_open", "gauge", "UDP associations open now.")
+    .sample(total.udp.open);
+  out
+    .family("sockpool_udp_associations_total", "counter", "UDP associations opened.")
+    .sample(total.udp.opened);
+  out
+    .family(
+      "sockpool_udp_associations_refused_total",
+      "counter",
+      "UDP ASSOCIATE requests refused because udp.associations_max was reached.",
+    )
+    .sample(total.udp.refused);
+  out.family(
+    "sockpool_udp_datagrams_total",
+    "counter",
+    "Datagrams relayed (up: client to destination, down: destination to client).",
+  );
+  out
+    .sample(total.udp.datagrams_up, { direction: "up" })
+    .sample(total.udp.datagrams_down, { direction: "down" });
+  out.family(
+    "sockpool_udp_relayed_bytes_total",
+    "counter",
+    "Payload bytes of the datagrams relayed, without the SOCKS UDP header, by direction.",
+  );
+  out
+    .sample(total.udp.bytes_up, { direction: "up" })
+    .sample(total.udp.bytes_down, { direction: "down" });
+  out.family("sockpool_udp_dropped_total", "counter", "Datagrams dropped, by reason.");
+  for (const [reason, count] of Object.entries(total.udp_dropped)) out.sample(count, { reason });
+
   // ── Workers ──
   const status = statusView(sources);
   out.family("sockpool_worker_up", "gauge", "1 when the Worker is listening.");

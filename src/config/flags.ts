@@ -96,6 +96,19 @@ export const FLAGS: readonly FlagDefinition[] = [
     apply: textOption(["socks", "protocol"]),
   },
   {
+    name: "udp",
+    option: ["udp", "enabled"],
+    description: "serve SOCKS5 UDP ASSOCIATE (else answered 07)",
+    apply: (draft, _value, flag) => setOption(draft, ["udp", "enabled"], true, flag),
+  },
+  {
+    name: "udp-announce-address",
+    value: "IP",
+    option: ["udp", "announce_address"],
+    description: "the relay address UDP ASSOCIATE replies announce (NAT, containers)",
+    apply: textOption(["udp", "announce_address"]),
+  },
+  {
     name: "workers",
     value: "N",
     option: ["server", "workers"],

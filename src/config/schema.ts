@@ -23,6 +23,7 @@ import {
   timeoutMs,
 } from "./fields.ts";
 import { crossFieldChecks } from "./relations.ts";
+import { parseIPLiteral } from "../protocol/ip.ts";
 
 export const SOCKS_AUTH_METHODS = ["none", "password"] as const;
 /** What the SOCKS listener speaks: SOCKS5 only, or SOCKS5 and HTTP CONNECT told apart by the first
@@ -122,6 +123,29 @@ const forwardEntries = {
 const httpEntries = {
   listen: address(0, "listen on", "[::1]:3128"),
   auth: v.optional(oneOf(SOCKS_AUTH_METHODS)),
+};
+
+/** SOCKS5 UDP ASSOCIATE (src/proxy/udp-association.ts); answered 07 while off. */
+const udpEntries = {
+  enabled: v.optional(flag, false),
+  /** The address the reply announces for the relay (NAT, containers); the relay's own when absent. */
+  announce_address: v.optional(
+    v.pipe(
+      v.string("an IP address"),
+      v.check((text: string) => parseIPLiteral(text) !== null, "an IP address"),
+    ),
+  ),
+  idle_timeout_ms: v.optional(timeoutMs(LIMITS.timeouts.udp_idle), 60_000),
+  destinations_max: v.optional(integerBetween(1, LIMITS.udp_destinations_max), 64),
+  datagrams_per_second: v.optional(
+    integerBetween(
+      0,
+      LIMITS.udp_datagrams_per_second_max,
+      `0 (no limit) or an integer up to ${LIMITS.udp_datagrams_per_second_max}`,
+    ),
+    0,
+  ),
+  associations_max: v.optional(integerBetween(1, LIMITS.udp_associations_max), 1_000),
 };
 
 const relayEntries = {
@@ -256,6 +280,7 @@ const rootEntries = {
   upstream: v.optional(table(upstreamEntries), {}),
   forward: v.optional(v.array(table(forwardEntries), "an array of [[forward]] tables"), () => []),
   http: v.optional(v.array(table(httpEntries), "an array of [[http]] tables"), () => []),
+  udp: v.optional(table(udpEntries), {}),
   relay: v.optional(table(relayEntries), {}),
   pool: v.optional(table(poolEntries), {}),
   clients: v.optional(table(clientsEntries), {}),
@@ -292,6 +317,7 @@ export const CONFIG_SECTIONS: readonly {
   { name: "upstream", array: false, keys: Object.keys(upstreamEntries) },
   { name: "forward", array: true, keys: Object.keys(forwardEntries) },
   { name: "http", array: true, keys: Object.keys(httpEntries), required: ["listen"] },
+  { name: "udp", array: false, keys: Object.keys(udpEntries) },
   { name: "relay", array: false, keys: Object.keys(relayEntries) },
   { name: "pool", array: false, keys: Object.keys(poolEntries) },
   { name: "clients", array: false, keys: Object.keys(clientsEntries) },

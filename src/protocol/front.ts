@@ -19,6 +19,9 @@ export interface DialRequest {
  * - `reply`: send `bytes` to the client, then go on feeding the rest.
  * - `dial`: the handshake is done; connect to `request`. Bytes after `consumed` are early data for
  *   the relay, never dropped. `user` is the authenticated username, if the protocol has one.
+ * - `associate`: a SOCKS5 UDP ASSOCIATE (RFC 1928 §6): open a datagram relay for the client, which
+ *   says it will send from `client` (host and port may be all zeros: not known yet); answer with
+ *   succeeded() naming the relay, then hold the connection open as the association's lifeline.
  * - `login`: the credentials are being checked off the event loop (a hashed password). Hold the
  *   bytes after `consumed` and read nothing more from the client until `verdict` settles, then
  *   hand it to loginResult() and go on with the step it returns (and then the held bytes).
@@ -30,6 +33,7 @@ export type FrontStep =
   | { kind: "need-more" }
   | { kind: "reply"; consumed: number; bytes: Uint8Array }
   | { kind: "dial"; consumed: number; request: DialRequest; user?: string }
+  | { kind: "associate"; consumed: number; client: DialRequest; user?: string }
   | { kind: "login"; consumed: number; verdict: Promise<LoginVerdict> }
   | {
       kind: "refuse";

@@ -50,9 +50,11 @@ import type { ClientTable } from "./clients.ts";
 import { connectAny, DialError, resolveHost } from "./dial.ts";
 import { type HandshakeBudget, PartialMessage } from "./partial.ts";
 import { Pipe, type PipeOwner } from "./relay.ts";
+import { openAssociation, type UdpAssociation } from "./udp-association.ts";
 import type { ListenerInfo } from "./server.ts";
 
-export type Stage = "front" | "dial" | "relay" | "closed";
+/** "udp": a UDP ASSOCIATE's control connection, kept open while its association relays. */
+export type Stage = "front" | "dial" | "relay" | "udp" | "closed";
 
 /** A coarse clock the sweeper advances each tick, so the hot path never reads the time. It lags
  *  real time by up to one sweep, so readers of it allow that much margin (see server.ts).
@@ -73,6 +75,8 @@ export interface ConnectionContext {
   readonly clients: ClientTable;
   /** The slots this Worker's handshakes hold together, and their bound. */
   readonly handshakeSlots: HandshakeBudget;
+  /** The slots this Worker's UDP associations hold together (udp-association.ts), and their bound. */
+  readonly udpSlots: HandshakeBudget;
   /** Called once, when the connection has closed: returns its place under connections_max. */
   readonly forget: (connection: Connection) => void;
   /** This Worker's counters for the admin API (src/stats/counters.ts), and its index. */
@@ -104,6 +108,8 @@ export class Connection implements PipeOwner, UpstreamOwner {
   private front: FrontProtocol | null;
   private readonly client: Socket<Connection>;
   private upstream: Socket<UpstreamOwner> | null = null;
+  /** A UDP ASSOCIATE's relay, open while this control connection is (udp-association.ts). */
+  private association: UdpAssociation | null = null;
   private target = "";
   private fromPool = false;
   private readonly startedAt: number;
@@ -203,7 +209,58 @@ export class Connection implements PipeOwner, UpstreamOwner {
         if (rest.length > 0) this.up.data(rest); // pipelined early data, queued until the dial
         void this.dial(step.request, step.user);
         return null;
+      case "associate":
+        this.handshakeDeadline = NO_DEADLINE;
+        this.partial = null;
+        this.ctx.counters.handshakeSeconds((performance.now() - this.startedAt) / 1000);
+        void this.associate(front, step.client.port, step.user);
+        return null;
     }
+  }
+
+  /** UDP ASSOCIATE: opens the relay and answers with the address clients send to (the announce
+   *  address, else the relay's own, else for a wildcard listener the control connection's local
+   *  address). The control connection then stays open as the association's lifeline. */
+  private async associate(
+    front: FrontProtocol,
+    declaredPort: number,
+    user?: string,
+  ): Promise<void> {
+    this.stage = "udp";
+    this.user = user;
+    let association: UdpAssociation | null;
+    try {
+      association = await openAssociation(this.ctx, {
+        bindHost: this.listener.host,
+        clientHost: this.clientHost,
+        declaredPort,
+        user,
+        listen: this.listener.listen,
+      });
+    } catch (error) {
+      logUnexpected(this.ctx.log, error, { client: this.clientAddress, at: "udp associate" });
+      if (this.stage === "udp") this.close("error", front.dialFailed(dialFailure(undefined)));
+      return;
+    }
+    if (association === null) {
+      const failure = handshakeFailure("ASSOCIATIONS_MAX");
+      if (this.stage === "udp") this.close(failure.outcome, front.dialFailed(failure));
+      return;
+    }
+    if (this.stage !== "udp") {
+      association.close(); // the client left while the socket was being bound
+      return;
+    }
+    this.association = association;
+    const relay = association.address;
+    const announced = this.ctx.config.udp.announce_address;
+    const wildcard = relay.host === "0.0.0.0" || relay.host === "::";
+    const host = announced ?? (wildcard ? this.client.localAddress : relay.host);
+    this.target = `udp:${formatHostPort(relay.host, relay.port)}`;
+    const reply = front.succeeded({ host, port: relay.port });
+    if (!this.send(reply)) return;
+    this.succeededAnswer = front.describe(reply);
+    this.front = null;
   }
 
   /** A hashed password is being checked off the event loop (credentials.ts). The client is paused
@@ -400,6 +457,7 @@ export class Connection implements PipeOwner, UpstreamOwner {
     if (now >= this.handshakeDeadline) this.refuse("HANDSHAKE_TIMEOUT", null);
     else if (now >= this.connectDeadline) this.dialFailed("ETIMEDOUT");
     else if (now >= this.finDeadline) this.close("fin_timeout");
+    else if (this.association?.idle(now)) this.close("idle_timeout");
     else if (idleAfterMs > 0 && this.stage === "relay" && now - this.lastActivity >= idleAfterMs) {
       this.close("idle_timeout");
     }
@@ -445,6 +503,7 @@ export class Connection implements PipeOwner, UpstreamOwner {
       this.client.write(reply);
     }
     this.partial?.drop();
+    this.association?.close();
     this.up.dispose();
     this.down.dispose();
     if (outcome === "reset") {
@@ -469,6 +528,8 @@ export class Connection implements PipeOwner, UpstreamOwner {
       outcome,
       ...this.answer, // reply=NN (SOCKS5) or status=NNN (HTTP) when a failure was answered
       pooled: this.fromPool ? true : undefined, // the upstream came warm from the upstream pool
+      datagrams_up: this.association?.datagramsUp,
+      datagrams_down: this.association?.datagramsDown,
     });
   }
 
@@ -491,6 +552,8 @@ export class Connection implements PipeOwner, UpstreamOwner {
       if (this.loginHeld.length > this.ctx.pool.slotBytes) this.refuse("POOL_EXHAUSTED", null);
     } else if (this.stage === "front") {
       this.handshake(this.front!, chunk);
+    } else if (this.stage === "udp") {
+      // Bytes on a UDP association's control connection mean nothing (RFC 1928 §6): discarded.
     } else {
       this.lastActivity = this.ctx.clock.now;
       this.up.data(chunk);
@@ -509,6 +572,8 @@ export class Connection implements PipeOwner, UpstreamOwner {
   /** The client's FIN: before the handshake is done it is an abort; after, a half-close. */
   onClientEnd(): void {
     if (this.stage === "front") this.refuse("CLIENT_ABORTED", null);
+    else if (this.stage === "udp")
+      this.close("ok"); // the association ends with its connection
     else this.up.end();
   }
 
@@ -516,7 +581,7 @@ export class Connection implements PipeOwner, UpstreamOwner {
    *  "cannot write there any more", and let the other direction finish flushing. */
   onClientClosed(): void {
     if (this.stage !== "relay") {
-      this.close("aborted");
+      this.close(this.stage === "udp" ? "ok" : "aborted");
       return;
     }
     this.down.sinkClosed();
@@ -552,7 +617,7 @@ export class Connection implements PipeOwner, UpstreamOwner {
       client: this.clientAddress,
       target: this.target,
       ...(this.user === undefined ? {} : { user: this.user }),
-      phase: this.stage === "closed" ? "relay" : this.stage,
+      phase: this.stage === "closed" || this.stage === "udp" ? "relay" : this.stage,
       bytes_up: this.up.bytes,
       bytes_down: this.down.bytes,
       age_ms: Math.round(now - this.startedAt),

@@ -120,6 +120,7 @@ function sweepInterval(config: Config): number {
     config.upstream.connect_timeout_ms,
     config.relay.fin_timeout_ms,
     config.relay.idle_timeout_ms || Number.POSITIVE_INFINITY,
+    config.udp.enabled ? config.udp.idle_timeout_ms : Number.POSITIVE_INFINITY,
   ];
   const quarter = Math.floor(Math.min(...timeouts) / 4);
   return Math.min(LIMITS.sweep_ms_max, Math.max(LIMITS.sweep_ms_min, quarter));
@@ -264,7 +265,8 @@ export async function startProxy(options: ProxyOptions): Promise<ProxyServer> {
   try {
     if (config.socks.enabled) {
       const check = checkFor(config.socks.auth);
-      const socksFront = () => new Socks5Handshake(check);
+      const udp = config.udp.enabled; // UDP ASSOCIATE served, else answered 07
+      const socksFront = () => new Socks5Handshake(check, { udp });
       const httpFront = () => new HttpConnectFront(check, headBytesMax);
       const front =
         config.socks.protocol === "auto" ? () => new AutoFront(socksFront, httpFront) : socksFront;
@@ -315,6 +317,7 @@ export async function startProxy(options: ProxyOptions): Promise<ProxyServer> {
     clock,
     access,
     handshakeSlots: { held: 0, max: handshakeSlotsPerWorker(config) },
+    udpSlots: { held: 0, max: handshakeSlotsPerWorker(config) }, // the same share, counted apart
     clients,
     counters,
     worker: options.worker ?? 0,

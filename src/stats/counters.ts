@@ -16,6 +16,8 @@
 //   connect[b]        upstream connect durations (resolve + connect), same layout
 //   http_status[s]    HTTP CONNECT connections closed, by the status sent ("200".."505", "other");
 //                     such a connection counts under reply "none" (no SOCKS reply was sent)
+//   udp[…]            UDP ASSOCIATE: associations opened, closed and refused (udp.associations_max),
+//                     datagrams and bytes each way, datagrams dropped by reason
 //
 // Concurrency note: each word has one writer, the Worker that owns the block; after that Worker
 // has exited, the supervisor (main thread) is the only writer (reclaimCounters). Readers on the
@@ -88,6 +90,30 @@ export const HTTP_STATUS_LABELS = [
   "other",
 ] as const;
 
+/** Why a datagram of a UDP association was dropped (src/proxy/udp-association.ts). */
+export const UDP_DROP_REASONS = [
+  "foreign", // not from the client's address (and declared port), nor from a destination it used
+  "fragmented", // FRAG ≠ 0: sockpool does not reassemble (RFC 1928 §7 allows dropping)
+  "malformed", // a header cut short, an unknown ATYP, an empty domain
+  "denied", // an access rule refused the destination
+  "destinations", // a new destination past udp.destinations_max
+  "rate", // past udp.datagrams_per_second
+  "pool_full", // it had to wait and no pool slot was free (or the association's held share is spent)
+  "unreachable", // the name did not resolve, or no address of the relay's family
+  "oversize", // it had to wait and is larger than a pool slot
+] as const;
+export type UdpDropReason = (typeof UDP_DROP_REASONS)[number];
+const UDP_COUNTS = [
+  "opened",
+  "closed",
+  "refused",
+  "datagrams_up",
+  "datagrams_down",
+  "bytes_up",
+  "bytes_down",
+] as const;
+type UdpCount = (typeof UDP_COUNTS)[number];
+
 export const REFUSAL_REASONS = [
   "connections_max",
   "client_connections",
@@ -122,7 +148,13 @@ export const FIELD = {
     HISTOGRAM_WORDS,
 } as const;
 const HTTP_STATUS_AT = FIELD.connect + HISTOGRAM_WORDS;
-const USED_WORDS = HTTP_STATUS_AT + HTTP_STATUS_LABELS.length;
+const UDP_AT = HTTP_STATUS_AT + HTTP_STATUS_LABELS.length;
+const UDP_DROPPED_AT = UDP_AT + UDP_COUNTS.length;
+const USED_WORDS = UDP_DROPPED_AT + UDP_DROP_REASONS.length;
+const UDP_WORD = Object.fromEntries(UDP_COUNTS.map((name, i) => [name, UDP_AT + i])) as Record<
+  UdpCount,
+  number
+>;
 const LINE_WORDS = CACHE_LINE_BYTES / Float64Array.BYTES_PER_ELEMENT;
 /** Words per Worker block, whole cache lines. */
 export const BLOCK_WORDS = Math.ceil(USED_WORDS / LINE_WORDS) * LINE_WORDS;
@@ -160,6 +192,8 @@ function observe(words: Float64Array, histogram: number, seconds: number): void 
 export class WorkerCounters {
   /** This Worker's block: the Pipes add relayed bytes to it directly (FIELD.bytes_up/down). */
   readonly words: Float64Array;
+  /** Every Worker's blocks, read only (udpOpenAll). */
+  private readonly all: Float64Array;
 
   constructor(memory: SharedArrayBuffer, worker: number) {
     if (!Number.isInteger(worker) || worker < 0 || worker >= counterWorkers(memory)) {
@@ -168,6 +202,28 @@ export class WorkerCounters {
       );
     }
     this.words = new Float64Array(memory, worker * BLOCK_WORDS * 8, BLOCK_WORDS);
+    this.all = new Float64Array(memory);
+  }
+
+  /** One UDP count (associations, datagrams, bytes) grows by `by`. */
+  udp(count: UdpCount, by = 1): void {
+    this.words[UDP_WORD[count]]! += by;
+  }
+
+  udpDropped(reason: UdpDropReason): void {
+    this.words[UDP_DROPPED_AT + UDP_DROP_REASONS.indexOf(reason)]! += 1;
+  }
+
+  /** UDP associations open in every Worker, read from their blocks: the global limit's count.
+   *  Racy by design (see the concurrency note): two Workers admitting at once may overshoot the
+   *  limit by one each, which bounds the overshoot by the number of Workers. */
+  udpOpenAll(): number {
+    const all = this.all;
+    let open = 0;
+    for (let at = 0; at < all.length; at += BLOCK_WORDS) {
+      open += all[at + UDP_WORD.opened]! - all[at + UDP_WORD.closed]!;
+    }
+    return open;
   }
 
   /** Counters of a proxy run without a supervisor (tests, benchmarks): private, read by no one. */
@@ -232,6 +288,8 @@ export interface CounterTotals {
   handshake: Histogram;
   connect: Histogram;
   http_status: Record<(typeof HTTP_STATUS_LABELS)[number], number>;
+  udp: Record<UdpCount, number> & { open: number };
+  udp_dropped: Record<UdpDropReason, number>;
 }
 
 function record<K extends string>(keys: readonly K[], words: Float64Array, at: number) {
@@ -269,6 +327,11 @@ function totalsOf(words: Float64Array): CounterTotals {
     handshake: histogram(words, FIELD.handshake),
     connect: histogram(words, FIELD.connect),
     http_status: record(HTTP_STATUS_LABELS, words, HTTP_STATUS_AT),
+    udp: {
+      ...record(UDP_COUNTS, words, UDP_AT),
+      open: Math.max(0, words[UDP_WORD.opened]! - words[UDP_WORD.closed]!),
+    },
+    udp_dropped: record(UDP_DROP_REASONS, words, UDP_DROPPED_AT),
   };
 }
 
@@ -302,6 +365,9 @@ export function reclaimCounters(memory: SharedArrayBuffer, worker: number): numb
     lost += open;
   }
   words[FIELD.outcome + OUTCOMES.indexOf("worker_crashed")]! += lost;
+  // Its UDP associations died with it: closed, so the global limit's count frees their places.
+  const udpOpen = words[UDP_WORD.opened]! - words[UDP_WORD.closed]!;
+  if (udpOpen > 0) words[UDP_WORD.closed]! += udpOpen;
   words[FIELD.reply + REPLY_NONE]! += lost;
   return lost;
 }

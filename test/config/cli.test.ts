@@ -73,6 +73,8 @@ describe("each flag sets its option", () => {
       ],
     ],
     [["--socks-protocol", "auto"], (c) => c.socks.protocol, "auto"],
+    [["--udp"], (c) => c.udp.enabled, true],
+    [["--udp-announce-address", "203.0.113.7"], (c) => c.udp.announce_address, "203.0.113.7"],
     [["--workers", "4"], (c) => c.server.workers, 4],
     [["--workers=0"], (c) => c.server.workers, 0],
     [["--share-port"], (c) => c.server.share_port, true],

@@ -44,6 +44,13 @@ describe("defaults", () => {
       upstream: { connect_timeout_ms: 10_000, dns_timeout_ms: 5_000 },
       forward: [],
       http: [],
+      udp: {
+        enabled: false,
+        idle_timeout_ms: 60_000,
+        destinations_max: 64,
+        datagrams_per_second: 0,
+        associations_max: 1_000,
+      },
       relay: { idle_timeout_ms: 300_000, fin_timeout_ms: 30_000, backlog_bytes_max: 262_144 },
       pool: {
         strategy: "local",
@@ -202,7 +209,7 @@ describe("unknown keys", () => {
       }),
     ).toEqual([
       'forward[0].tagret: unknown option (did you mean "target"?)',
-      "proxy: unknown option (known options: server, socks, upstream, forward, http, relay, pool, clients, access, admin, log)",
+      "proxy: unknown option (known options: server, socks, upstream, forward, http, udp, relay, pool, clients, access, admin, log)",
     ]);
   });
 
