@@ -255,7 +255,10 @@ export class Connection implements PipeOwner, UpstreamOwner {
     const relay = association.address;
     const announced = this.ctx.config.udp.announce_address;
     const wildcard = relay.host === "0.0.0.0" || relay.host === "::";
-    const host = announced ?? (wildcard ? this.client.localAddress : relay.host);
+    // A wildcard relay: the address the client reached us on (an IPv4 client of a dual-stack
+    // listener is told its IPv4 form, which is what its UDP socket can send to).
+    const local = this.client.localAddress.replace(/^::ffff:(?=\d+\.\d+\.\d+\.\d+$)/i, "");
+    const host = announced ?? (wildcard ? local : relay.host);
     this.target = `udp:${formatHostPort(relay.host, relay.port)}`;
     const reply = front.succeeded({ host, port: relay.port });
     if (!this.send(reply)) return;

@@ -136,6 +136,8 @@ export class UdpAssociation {
   /** Datagrams the socket would not take yet, in order (a subset of `held`, the ones addressed). */
   private waitingForSocket = 0;
   private socketFamily: 4 | 6 = 4;
+  /** Bound on "::": IPv4 peers are reached (and seen) as IPv4-mapped IPv6 addresses. */
+  private dualStack = false;
   private tokens: number;
   private tokensAt = performance.now();
   lastActivity = performance.now();
@@ -172,6 +174,7 @@ export class UdpAssociation {
     }
     this.socket = socket;
     this.socketFamily = socket.address.family === "IPv6" ? 6 : 4;
+    this.dualStack = this.socketFamily === 6 && canonicalHost(socket.address.address) === "::";
   }
 
   /** True when no datagram passed either way for udp.idle_timeout_ms. */
@@ -289,7 +292,7 @@ export class UdpAssociation {
    *  name resolves. Null when an IP of the other family than the relay's is named. */
   private addDestination(key: string, host: string, port: number): Destination | null {
     const family = familyOf(host);
-    if (family !== null && family !== this.socketFamily) return null;
+    if (family !== null && !this.reachable(host)) return null;
     const access = this.ctx.access;
     const prepared = access.prepare({
       client: this.request.clientHost,
@@ -334,7 +337,7 @@ export class UdpAssociation {
       addresses = [];
     }
     if (this.closed) return;
-    const usable = addresses.filter((address) => familyOf(address) === this.socketFamily);
+    const usable = addresses.filter((address) => this.reachable(address));
     let denial: string | null = null;
     for (const address of usable) {
       const verdict = judge(address);
@@ -355,9 +358,17 @@ export class UdpAssociation {
     this.releaseHeld(destination, "unreachable");
   }
 
+  /** Whether the relay's socket can send to this address (its family, or IPv4 on a dual stack). */
+  private reachable(address: string): boolean {
+    const family = familyOf(address);
+    return family === this.socketFamily || (family === 4 && this.dualStack);
+  }
+
   private ready(destination: Destination, address: string): void {
     destination.state = "ready";
-    destination.address = address;
+    // An IPv6 socket sends to an IPv4 peer at its IPv4-mapped address.
+    const mapped = familyOf(address) === 4 && this.socketFamily === 6;
+    destination.address = mapped ? `::ffff:${address}` : address;
     destination.header = encodeUdpHeader(address, destination.port);
     this.byAddress.set(formatHostPort(canonicalHost(address), destination.port), destination);
   }

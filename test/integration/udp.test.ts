@@ -141,6 +141,34 @@ describe("raw datagrams", () => {
     }
   });
 
+  test("a dual-stack listener ([::]): the reply names the IPv4 address the client came to", async () => {
+    const dual = await startTestProxy({
+      socks: { listen: "[::]:0", allow_open_proxy: true },
+      udp: { enabled: true },
+    });
+    try {
+      const client = await Peer.open();
+      const { control, relay, reply } = await udpAssociate(
+        "127.0.0.1",
+        dual.socksPort,
+        client.port,
+      );
+      expect([reply[1], reply[3], relay.host]).toEqual([0, 1, "127.0.0.1"]);
+      client.send(
+        udpDatagram("127.0.0.1", dns.port, raw("\x00\x0e\x01\x00dual")),
+        relay.port,
+        relay.host,
+      );
+      const answer = parseUdpDatagram((await client.next()).data);
+      expect(answer).toMatchObject({ atyp: 1, host: "127.0.0.1", port: dns.port });
+      expect(str(answer.payload)).toBe("\x00\x0e\x81\x00dual");
+      control.end();
+      await expectIdle(dual);
+    } finally {
+      await dual.close();
+    }
+  });
+
   test("a datagram from another port than the declared one is dropped and counted", async () => {
     const client = await Peer.open();
     const stranger = await Peer.open();
