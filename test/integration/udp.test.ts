@@ -6,6 +6,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { cleanup } from "../support/cleanup.ts";
 import { startTestProxy, type TestProxy } from "../support/proxy.ts";
+import { spawnProxy } from "../support/proxy-process.ts";
 import { collect, requireTool } from "../support/spawn.ts";
 import {
   dnsQuery,
@@ -368,6 +369,39 @@ describe("limits", () => {
       await expectIdle(tiny);
     } finally {
       await tiny.close();
+    }
+  });
+});
+
+describe("the real program", () => {
+  test("--workers 2 --udp: associations on either Worker relay; /metrics counts them", async () => {
+    const proxy = await spawnProxy(["--socks", "127.0.0.1:0", "--workers", "2", "--udp"]);
+    try {
+      for (let round = 0; round < 4; round++) {
+        const client = await Peer.open();
+        const { control, relay } = await udpAssociate("127.0.0.1", proxy.socksPort, client.port);
+        client.send(
+          udpDatagram("127.0.0.1", dns.port, Uint8Array.of(0, round, 1, 0)),
+          relay.port,
+          relay.host,
+        );
+        expect([...(await client.next()).data.subarray(10)]).toEqual([0, round, 0x81, 0]);
+        control.end();
+        client.close();
+      }
+      // Polled: the counters are summed from both Workers' blocks when /metrics is read.
+      const metrics = async () => await (await fetch(`http://${proxy.admin}/metrics`)).text();
+      let text = await metrics();
+      for (let tries = 0; !text.includes("sockpool_udp_associations_open 0"); tries++) {
+        if (tries > 500) throw new Error(`associations still open in /metrics:\n${text}`);
+        await Bun.sleep(20);
+        text = await metrics();
+      }
+      expect(text).toContain("sockpool_udp_associations_total 4");
+      expect(text).toContain('sockpool_udp_datagrams_total{direction="up"} 4');
+      expect(text).toContain('sockpool_udp_datagrams_total{direction="down"} 4');
+    } finally {
+      expect(await proxy.stop()).toBe(0);
     }
   });
 });
