@@ -88,6 +88,7 @@ if (!config.server.share_port) {
   const addresses = [
     ...(config.socks.enabled ? [config.socks.listen] : []),
     ...config.forward.map((forward) => forward.listen),
+    ...config.http.map((http) => http.listen),
   ];
   try {
     assertAddressesFree(addresses);
