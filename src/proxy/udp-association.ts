@@ -165,7 +165,15 @@ export class UdpAssociation {
       binaryType: "uint8array",
       socket: {
         data: (_socket, data, port, address) => this.onDatagram(data, port, address),
-        drain: () => this.flush(),
+        drain: () => this.guarded(() => this.flush()),
+        // An ICMP error for an earlier datagram (port unreachable…): UDP has no connection to
+        // fail, so it is only noted; the client learns nothing, as with any lost datagram.
+        error: (_socket, error) => {
+          this.ctx.log.debug("udp relay error", {
+            client: this.request.clientHost,
+            error: String(error),
+          });
+        },
       },
     });
     if (this.closed) {
@@ -200,7 +208,7 @@ export class UdpAssociation {
 
   private onDatagram(data: Uint8Array, port: number, address: string): void {
     if (this.closed) return;
-    try {
+    this.guarded(() => {
       const host = canonicalHost(address);
       if (this.clientPort !== 0 && port === this.clientPort && host === this.clientHost) {
         this.fromClient(data);
@@ -217,8 +225,15 @@ export class UdpAssociation {
         return;
       }
       this.drop("foreign");
+    });
+  }
+
+  /** Runs a step on a socket or resolver path: a peer's bytes never crash the Worker, and an
+   *  exception here is a bug, logged with its stack. */
+  private guarded(step: () => void): void {
+    try {
+      step();
     } catch (error) {
-      // A peer's bytes never crash the Worker; an exception here is a bug, logged with its stack.
       logUnexpected(this.ctx.log, error, { client: this.request.clientHost, at: "udp" });
     }
   }
@@ -317,9 +332,11 @@ export class UdpAssociation {
       if (verdict.allow) this.ready(destination, host);
       else this.denied(destination, verdict.rule);
     } else {
-      void this.resolve(destination, key, (address) =>
+      this.resolve(destination, key, (address) =>
         early === null ? access.decideAddress(prepared, address) : early,
-      );
+      ).catch((error: unknown) => {
+        logUnexpected(this.ctx.log, error, { client: this.request.clientHost, at: "udp resolve" });
+      });
     }
     return destination;
   }
@@ -343,7 +360,7 @@ export class UdpAssociation {
       const verdict = judge(address);
       if (verdict.allow) {
         this.ready(destination, address);
-        this.flush();
+        this.guarded(() => this.flush());
         return;
       }
       denial ??= verdict.rule;
