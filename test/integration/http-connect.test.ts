@@ -145,6 +145,22 @@ describe("raw request heads: every status", () => {
     await conn.waitEnd();
   });
 
+  test("an IPv6 target in brackets, and a name the proxy resolves", async () => {
+    const echo6 = startEcho("::1");
+    try {
+      for (const target of [`[::1]:${echo6.port}`, `localhost:${echo.port}`]) {
+        const conn = await connectTcp("127.0.0.1", open.httpPorts[0]!);
+        await conn.write(connect(target));
+        expect(await readHead(conn)).toStartWith("HTTP/1.1 200 ");
+        await conn.write("v6 or name");
+        expect(text(await conn.read(10))).toBe("v6 or name");
+        conn.end();
+      }
+    } finally {
+      echo6.close();
+    }
+  });
+
   test("a head split byte by byte waits in one slot and still connects", async () => {
     const conn = await connectTcp("127.0.0.1", open.httpPorts[0]!);
     for (const byte of bytes(connect(`127.0.0.1:${echo.port}`))) {
