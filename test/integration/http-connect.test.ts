@@ -5,6 +5,8 @@
 // (test/protocol/http-connect.test.ts).
 
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import type { Subprocess } from "bun";
+import { startBlackhole } from "../soak/targets.ts";
 import { bytes, text } from "../support/bytes.ts";
 import { cleanup } from "../support/cleanup.ts";
 import type { Conn } from "../support/conn.ts";
@@ -201,6 +203,22 @@ describe("raw request heads: every status", () => {
   test("502 for a refused port", async () => {
     const response = await exchange(open.httpPorts[0]!, connect(`127.0.0.1:${refusedPort()}`));
     expect(response).toStartWith("HTTP/1.1 502 Bad Gateway\r\n");
+  });
+
+  test("504 when the connect times out (a listener whose accept queue is full)", async () => {
+    const children = new Set<Subprocess>();
+    const blackhole = await startBlackhole(children);
+    const handle = await startTestProxy({
+      http: [{}],
+      upstream: { connect_timeout_ms: 200, dns_timeout_ms: 100 }, // the dial's deadline: their sum
+    });
+    try {
+      const response = await exchange(handle.httpPorts[0]!, connect(`127.0.0.1:${blackhole.port}`));
+      expect(response).toStartWith("HTTP/1.1 504 Gateway Timeout\r\n");
+    } finally {
+      await handle.close();
+      await blackhole.close();
+    }
   });
 
   test("405 with Allow: CONNECT for a GET: only tunnels are served", async () => {

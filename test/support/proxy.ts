@@ -43,6 +43,8 @@ export interface TestConfig {
   http?: { listen?: string; auth?: string }[];
   /** [udp]: SOCKS5 UDP ASSOCIATE. */
   udp?: Record<string, unknown>;
+  /** [upstream]: the dial's connect and DNS timeouts. */
+  upstream?: Record<string, unknown>;
   relay?: Record<string, unknown>;
   pool?: Record<string, unknown>;
   access?: Record<string, unknown>;
@@ -86,6 +88,7 @@ export async function startTestProxy(input: TestConfig = {}): Promise<TestProxy>
     forward: (input.forward ?? []).map((entry) => ({ listen: "127.0.0.1:0", ...entry })),
     http: (input.http ?? []).map((entry) => ({ listen: "127.0.0.1:0", ...entry })),
     udp: input.udp ?? {},
+    upstream: input.upstream ?? {},
     relay: input.relay ?? {},
     pool: { slots: 1024, checked: true, ...input.pool },
     access: input.access ?? {},
