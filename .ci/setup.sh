@@ -44,17 +44,25 @@ say "native library: $(ls zig-out/lib/libsockpool.*)"
 
 # 4. Real clients and peers, only when asked (Debian packages):
 #    --test-tools   curl, proxychains4, iperf3: the integration tests' real clients; prometheus for
-#                   promtool (checks /metrics), chromium (loads the status page headless)
+#                   promtool (checks /metrics), chromium (loads the status page headless), openssl
+#                   (a throwaway certificate for fetch through HTTP CONNECT); python3-socks (PySocks,
+#                   the UDP ASSOCIATE client; checked by import with the system python3)
 #    --bench-tools  the above, plus dante-server, microsocks, haproxy: bun run bench:e2e's peers
 want=()
 for flag in "$@"; do
   case "$flag" in
-    --test-tools) want+=(curl:curl proxychains4:proxychains4 iperf3:iperf3 promtool:prometheus chromium:chromium) ;;
+    --test-tools) want+=(curl:curl proxychains4:proxychains4 iperf3:iperf3 promtool:prometheus chromium:chromium openssl:openssl) ;;
     --bench-tools) want+=(curl:curl proxychains4:proxychains4 iperf3:iperf3 danted:dante-server microsocks:microsocks haproxy:haproxy) ;;
     *) echo "setup: unknown option $flag (expected --test-tools or --bench-tools)" >&2; exit 2 ;;
   esac
 done
 missing=()
+for flag in "$@"; do
+  # A Python module, not a command: the system python3 must import it (Debian's package).
+  if [ "$flag" = --test-tools ] && ! /usr/bin/python3 -c 'import socks' >/dev/null 2>&1; then
+    missing+=(python3-socks)
+  fi
+done
 for entry in "${want[@]}"; do
   command="${entry%%:*}" package="${entry##*:}"
   if ! command -v "$command" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$command" ]; then

@@ -57,6 +57,20 @@ export const LIMITS = {
     AUTH_REQUEST_BYTES_MAX,
     REQUEST_BYTES_MAX,
   ),
+  // ── UDP ASSOCIATE ──
+  /** Associations open at once, all Workers together (each holds one UDP socket). */
+  udp_associations_max: 100_000,
+  /** Destinations one association may send to. */
+  udp_destinations_max: 65_536,
+  /** Datagrams per second one association may send (udp.datagrams_per_second; 0 = no limit). */
+  udp_datagrams_per_second_max: 1_000_000,
+  /** Datagrams one association may hold in pool slots while they wait (a name being resolved, a
+   *  socket buffer full); more are dropped. */
+  udp_held_datagrams_max: 64,
+
+  /** Most bytes of an HTTP CONNECT request head; also capped at slot_bytes, since a head split
+   *  across reads waits in one pool slot (431 beyond it). */
+  http_head_bytes_max: 8192,
 
   // ── pool, as the config accepts it ──
   pool_slots_min: 16,
@@ -129,6 +143,8 @@ export const LIMITS = {
     idle: { min_ms: 0, max_ms: TIMEOUT_MS_MAX },
     /** relay.fin_timeout_ms. */
     fin: { min_ms: 1, max_ms: TIMEOUT_MS_MAX },
+    /** udp.idle_timeout_ms: an association with no datagram this long is closed. */
+    udp_idle: { min_ms: 1, max_ms: TIMEOUT_MS_MAX },
   } satisfies Record<string, TimeoutRange>,
 
   /** The deadline sweeper's period is a quarter of the shortest timeout, clamped to this range:

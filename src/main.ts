@@ -100,6 +100,7 @@ function listenAddresses(of: Config): ListenAddress[] {
   return [
     ...(of.socks.enabled ? [{ what: "socks listen", address: of.socks.listen }] : []),
     ...of.forward.map((forward) => ({ what: "forward listen", address: forward.listen })),
+    ...of.http.map((http) => ({ what: "http listen", address: http.listen })),
   ];
 }
 

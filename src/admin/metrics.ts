@@ -91,6 +91,12 @@ export function renderMetrics(sources: AdminSources, snapshots: Snapshots): stri
   );
   for (const [reply, count] of Object.entries(total.replies)) out.sample(count, { reply });
   out.family(
+    "sockpool_http_responses_total",
+    "counter",
+    'HTTP CONNECT connections closed, by the status they got ("other": a status not listed).',
+  );
+  for (const [status, count] of Object.entries(total.http_status)) out.sample(count, { status });
+  out.family(
     "sockpool_connections_rejected_total",
     "counter",
     "Clients refused at accept, by reason: connections_max or a per-client limit.",
@@ -106,7 +112,7 @@ export function renderMetrics(sources: AdminSources, snapshots: Snapshots): stri
     .family(
       "sockpool_handshake_duration_seconds",
       "histogram",
-      "From accept to the end of the front protocol's handshake (SOCKS5), in seconds.",
+      "From accept to the end of the front protocol's handshake (SOCKS5, HTTP CONNECT), in seconds.",
     )
     .histogram(LATENCY_BUCKETS_S, total.handshake.cumulative, total.handshake.sum);
   out
@@ -116,6 +122,39 @@ export function renderMetrics(sources: AdminSources, snapshots: Snapshots): stri
       "From the start of the dial (access rules, DNS, connect) to a connected upstream, in seconds.",
     )
     .histogram(LATENCY_BUCKETS_S, total.connect.cumulative, total.connect.sum);
+
+  // ── UDP ASSOCIATE ──
+  out
+    .family("sockpool_udp_associations_open", "gauge", "UDP associations open now.")
+    .sample(total.udp.open);
+  out
+    .family("sockpool_udp_associations_total", "counter", "UDP associations opened.")
+    .sample(total.udp.opened);
+  out
+    .family(
+      "sockpool_udp_associations_refused_total",
+      "counter",
+      "UDP ASSOCIATE requests refused because udp.associations_max was reached.",
+    )
+    .sample(total.udp.refused);
+  out.family(
+    "sockpool_udp_datagrams_total",
+    "counter",
+    "Datagrams relayed (up: client to destination, down: destination to client).",
+  );
+  out
+    .sample(total.udp.datagrams_up, { direction: "up" })
+    .sample(total.udp.datagrams_down, { direction: "down" });
+  out.family(
+    "sockpool_udp_relayed_bytes_total",
+    "counter",
+    "Payload bytes of the datagrams relayed, without the SOCKS UDP header, by direction.",
+  );
+  out
+    .sample(total.udp.bytes_up, { direction: "up" })
+    .sample(total.udp.bytes_down, { direction: "down" });
+  out.family("sockpool_udp_dropped_total", "counter", "Datagrams dropped, by reason.");
+  for (const [reason, count] of Object.entries(total.udp_dropped)) out.sample(count, { reason });
 
   // ── Workers ──
   const status = statusView(sources);

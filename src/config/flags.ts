@@ -2,7 +2,7 @@
 // argv parsing (load.ts), the mapping of each flag to config paths with its provenance, and --help
 // (help.ts). Not the reading of argv or files (load.ts) and not validation (schema.ts).
 //
-// Flags that take a list (--forward, --socks-user) APPEND to the file's entries; every other
+// Flags that take a list (--forward, --http, --socks-user) APPEND to the file's entries; every other
 // flag replaces the file's value.
 
 import { LIMITS } from "../limits.ts";
@@ -77,6 +77,36 @@ export const FLAGS: readonly FlagDefinition[] = [
     repeatable: true,
     description: "relay TCP from LISTEN to TARGET, both HOST:PORT (IPv6 as [::1]:80)",
     apply: applyForward,
+  },
+  {
+    name: "http",
+    value: "HOST:PORT",
+    repeatable: true,
+    description:
+      "HTTP CONNECT listen address (an [[http]] entry; auth as the SOCKS listener's); repeatable",
+    apply: (draft, value, flag) => {
+      appendEntry(draft, ["http"], { listen: value }, { listen: flag });
+    },
+  },
+  {
+    name: "socks-protocol",
+    value: "NAME",
+    option: ["socks", "protocol"],
+    description: 'what the SOCKS listener speaks: "socks5", or "auto" (SOCKS5 and HTTP CONNECT)',
+    apply: textOption(["socks", "protocol"]),
+  },
+  {
+    name: "udp",
+    option: ["udp", "enabled"],
+    description: "serve SOCKS5 UDP ASSOCIATE (else answered 07)",
+    apply: (draft, _value, flag) => setOption(draft, ["udp", "enabled"], true, flag),
+  },
+  {
+    name: "udp-announce-address",
+    value: "IP",
+    option: ["udp", "announce_address"],
+    description: "the relay address UDP ASSOCIATE replies announce (NAT, containers)",
+    apply: textOption(["udp", "announce_address"]),
   },
   {
     name: "workers",

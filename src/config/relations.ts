@@ -101,11 +101,11 @@ export const RELATIONS: readonly Relation[] = [
       "(--allow-open-proxy) if that is what you want",
   },
   {
-    reads: [["socks", "enabled"], ["forward"]],
+    reads: [["socks", "enabled"], ["forward"], ["http"]],
     blame: ["forward"],
-    holds: ({ socks, forward }) => socks.enabled || forward.length > 0,
+    holds: ({ socks, forward, http }) => socks.enabled || forward.length > 0 || http.length > 0,
     expected: () =>
-      "at least one [[forward]] entry when socks.enabled = false (nothing would listen)",
+      "at least one [[forward]] or [[http]] entry when socks.enabled = false (nothing would listen)",
   },
   {
     reads: [
@@ -186,10 +186,11 @@ function distinctListenAddresses({ dataset, addIssue }: Context): void {
   const seen: { keys: Keys; address: HostPort }[] = [];
   const candidates: Keys[] = [];
   if (getPath(root, ["socks", "enabled"]) === true) candidates.push(["socks", "listen"]);
-  const forwards = getPath(root, ["forward"]);
-  if (Array.isArray(forwards)) {
-    for (let index = 0; index < forwards.length; index++)
-      candidates.push(["forward", index, "listen"]);
+  for (const section of ["forward", "http"]) {
+    const entries = getPath(root, [section]);
+    if (!Array.isArray(entries)) continue;
+    for (let index = 0; index < entries.length; index++)
+      candidates.push([section, index, "listen"]);
   }
   // parseHostPort("off") is null, so a switched-off admin API is skipped below.
   candidates.push(["admin", "listen"]);
@@ -208,6 +209,37 @@ function distinctListenAddresses({ dataset, addIssue }: Context): void {
       path: issuePath(root, keys),
     });
   }
+}
+
+/** Each [[http]] listener: its auth (socks.auth unless given) needs users when "password", and
+ *  without one it may listen beyond loopback only with socks.allow_open_proxy, as SOCKS5 may. */
+function httpListeners({ dataset, addIssue }: Context): void {
+  const root = dataset.value as RootOutput;
+  if (!Array.isArray(root.http)) return;
+  const socksKeys = ["auth", "users", "allow_open_proxy"];
+  if (!socksKeys.every((key) => isValidAt(dataset.issues, ["socks", key]))) return;
+  root.http.forEach((entry, index) => {
+    const keys: Keys = ["http", index];
+    if (!isValidAt(dataset.issues, keys)) return;
+    const auth = entry.auth ?? root.socks.auth;
+    if (auth === "password" && root.socks.users.length === 0) {
+      addIssue({
+        message:
+          'users when auth = "password": HTTP listeners check the SOCKS users (add [[socks.users]] or --socks-user USER:PASS)',
+        input: entry.auth ?? auth,
+        path: issuePath(root, ["http", index, "auth"]),
+      });
+    }
+    const host = parseHostPort(entry.listen)?.host ?? "";
+    if (auth === "none" && !root.socks.allow_open_proxy && !isLoopbackHost(host)) {
+      addIssue({
+        message:
+          'a loopback address while this listener has no auth: anyone who can reach it could use it as an open proxy; set auth = "password" (with [[socks.users]]), listen on 127.0.0.1 or [::1], or set socks.allow_open_proxy = true (--allow-open-proxy) if that is what you want',
+        input: entry.listen,
+        path: issuePath(root, ["http", index, "listen"]),
+      });
+    }
+  });
 }
 
 /** Each user has exactly one of password and password_hash. */
@@ -253,6 +285,7 @@ function distinctUsernames({ dataset, addIssue }: Context): void {
 export const crossFieldChecks = v.rawCheck<RootOutput>((context) => {
   for (const relation of RELATIONS) checkRelation(relation, context);
   distinctListenAddresses(context);
+  httpListeners(context);
   distinctUsernames(context);
   oneSecretPerUser(context);
 });

@@ -23,8 +23,12 @@ import {
   timeoutMs,
 } from "./fields.ts";
 import { crossFieldChecks } from "./relations.ts";
+import { parseIPLiteral } from "../protocol/ip.ts";
 
 export const SOCKS_AUTH_METHODS = ["none", "password"] as const;
+/** What the SOCKS listener speaks: SOCKS5 only, or SOCKS5 and HTTP CONNECT told apart by the first
+ *  byte (src/protocol/auto-front.ts). */
+export const SOCKS_PROTOCOLS = ["socks5", "auto"] as const;
 
 // ── Sections ───────────────────────────────────────────────────────────────────────────────────
 
@@ -78,6 +82,8 @@ const socksEntries = {
   enabled: v.optional(flag, true),
   listen: v.optional(address(0, "listen on", "[::1]:1080"), "127.0.0.1:1080"),
   auth: v.optional(oneOf(SOCKS_AUTH_METHODS), "none"),
+  /** "auto": the same port also serves HTTP CONNECT (the first byte decides). */
+  protocol: v.optional(oneOf(SOCKS_PROTOCOLS), "socks5"),
   /** Let a SOCKS5 listener without auth listen beyond loopback: anyone who reaches it can use it. */
   allow_open_proxy: v.optional(flag, false),
   users: v.optional(
@@ -111,6 +117,35 @@ const socksInputEntries = {
 const forwardEntries = {
   listen: address(0, "listen on", "[::1]:8080"),
   target: address(1, "connect to", "[::1]:80"),
+};
+
+/** An HTTP CONNECT listener. `auth` defaults to socks.auth (the same users serve both). */
+const httpEntries = {
+  listen: address(0, "listen on", "[::1]:3128"),
+  auth: v.optional(oneOf(SOCKS_AUTH_METHODS)),
+};
+
+/** SOCKS5 UDP ASSOCIATE (src/proxy/udp-association.ts); answered 07 while off. */
+const udpEntries = {
+  enabled: v.optional(flag, false),
+  /** The address the reply announces for the relay (NAT, containers); the relay's own when absent. */
+  announce_address: v.optional(
+    v.pipe(
+      v.string("an IP address"),
+      v.check((text: string) => parseIPLiteral(text) !== null, "an IP address"),
+    ),
+  ),
+  idle_timeout_ms: v.optional(timeoutMs(LIMITS.timeouts.udp_idle), 60_000),
+  destinations_max: v.optional(integerBetween(1, LIMITS.udp_destinations_max), 64),
+  datagrams_per_second: v.optional(
+    integerBetween(
+      0,
+      LIMITS.udp_datagrams_per_second_max,
+      `0 (no limit) or an integer up to ${LIMITS.udp_datagrams_per_second_max}`,
+    ),
+    0,
+  ),
+  associations_max: v.optional(integerBetween(1, LIMITS.udp_associations_max), 1_000),
 };
 
 const relayEntries = {
@@ -244,6 +279,8 @@ const rootEntries = {
   socks: v.optional(table(socksInputEntries), {}),
   upstream: v.optional(table(upstreamEntries), {}),
   forward: v.optional(v.array(table(forwardEntries), "an array of [[forward]] tables"), () => []),
+  http: v.optional(v.array(table(httpEntries), "an array of [[http]] tables"), () => []),
+  udp: v.optional(table(udpEntries), {}),
   relay: v.optional(table(relayEntries), {}),
   pool: v.optional(table(poolEntries), {}),
   clients: v.optional(table(clientsEntries), {}),
@@ -279,6 +316,8 @@ export const CONFIG_SECTIONS: readonly {
   },
   { name: "upstream", array: false, keys: Object.keys(upstreamEntries) },
   { name: "forward", array: true, keys: Object.keys(forwardEntries) },
+  { name: "http", array: true, keys: Object.keys(httpEntries), required: ["listen"] },
+  { name: "udp", array: false, keys: Object.keys(udpEntries) },
   { name: "relay", array: false, keys: Object.keys(relayEntries) },
   { name: "pool", array: false, keys: Object.keys(poolEntries) },
   { name: "clients", array: false, keys: Object.keys(clientsEntries) },
@@ -288,12 +327,14 @@ export const CONFIG_SECTIONS: readonly {
   { name: "log", array: false, keys: Object.keys(logEntries) },
 ];
 
-/** Moves the deprecated socks.* timeouts to [upstream] and fills [upstream]'s defaults. */
-function moveRenamedOptions({ socks, upstream, ...rest }: RootOutput) {
+/** Moves the deprecated socks.* timeouts to [upstream], fills [upstream]'s defaults and each
+ *  [[http]] listener's auth (socks.auth unless it says otherwise). */
+function moveRenamedOptions({ socks, upstream, http, ...rest }: RootOutput) {
   const { connect_timeout_ms: oldConnect, dns_timeout_ms: oldDns, ...socksOwn } = socks;
   return {
     ...rest,
     socks: socksOwn,
+    http: http.map((entry) => ({ listen: entry.listen, auth: entry.auth ?? socks.auth })),
     upstream: {
       connect_timeout_ms:
         upstream.connect_timeout_ms ?? oldConnect ?? UPSTREAM_DEFAULTS.connect_timeout_ms,

@@ -71,7 +71,8 @@ export type HandshakeFailureCode =
   | "CLIENT_ABORTED" // the client closed or sent FIN before the handshake finished
   | "HANDSHAKE_TIMEOUT" // the client stayed silent past handshake_timeout_ms
   | "POOL_EXHAUSTED" // no pool slot for a split handshake message, or past the handshakes' share
-  | "HTTP_MALFORMED"; // an HTTP request head that cannot be read (the HTTP front answers 400/431)
+  | "HTTP_MALFORMED" // an HTTP request head that cannot be read (the HTTP front answers 400/431)
+  | "ASSOCIATIONS_MAX"; // a UDP ASSOCIATE past udp.associations_max: 01, logged as a limit
 
 const GENERAL: Failure = { reply: Reply.GENERAL_FAILURE, outcome: "error" };
 const REFUSED: Failure = { reply: Reply.CONNECTION_REFUSED, outcome: "refused" };
@@ -103,6 +104,7 @@ const handshakeFailures: Readonly<Record<HandshakeFailureCode, Failure>> = {
   POOL_EXHAUSTED: { reply: null, outcome: "limit" },
   // No SOCKS byte: the HTTP front frames its own status line (http-connect.ts).
   HTTP_MALFORMED: { reply: null, outcome: "bad_request" },
+  ASSOCIATIONS_MAX: { reply: Reply.GENERAL_FAILURE, outcome: "limit" },
 };
 
 /** Reaching the upstream, by the error code Bun, the resolver or our own connect timer gives. */

@@ -4,7 +4,7 @@
 // message split across reads, the dial and every log line.
 
 import type { ProtocolError } from "./errors.ts";
-import type { HandshakeFailureCode } from "./failures.ts";
+import type { Failure, HandshakeFailureCode } from "./failures.ts";
 
 /** Where the client wants to go. `host` is an IP literal or a domain, unresolved. */
 export interface DialRequest {
@@ -19,6 +19,9 @@ export interface DialRequest {
  * - `reply`: send `bytes` to the client, then go on feeding the rest.
  * - `dial`: the handshake is done; connect to `request`. Bytes after `consumed` are early data for
  *   the relay, never dropped. `user` is the authenticated username, if the protocol has one.
+ * - `associate`: a SOCKS5 UDP ASSOCIATE (RFC 1928 §6): open a datagram relay for the client, which
+ *   says it will send from `client` (host and port may be all zeros: not known yet); answer with
+ *   succeeded() naming the relay, then hold the connection open as the association's lifeline.
  * - `login`: the credentials are being checked off the event loop (a hashed password). Hold the
  *   bytes after `consumed` and read nothing more from the client until `verdict` settles, then
  *   hand it to loginResult() and go on with the step it returns (and then the held bytes).
@@ -30,6 +33,7 @@ export type FrontStep =
   | { kind: "need-more" }
   | { kind: "reply"; consumed: number; bytes: Uint8Array }
   | { kind: "dial"; consumed: number; request: DialRequest; user?: string }
+  | { kind: "associate"; consumed: number; client: DialRequest; user?: string }
   | { kind: "login"; consumed: number; verdict: Promise<LoginVerdict> }
   | {
       kind: "refuse";
@@ -44,11 +48,18 @@ export interface FrontProtocol {
   feed(input: Uint8Array): FrontStep;
   /** The client's answer once the upstream is connected; `bound` is its local address. */
   succeeded(bound: DialRequest): Uint8Array;
-  /** The client's answer when the dial failed with this reply byte. */
-  dialFailed(reply: number): Uint8Array;
+  /** The client's answer when the dial failed (the failure table's entry: its SOCKS reply byte and
+   *  its outcome, so a limit can be told from a refusal). */
+  dialFailed(failure: Failure): Uint8Array;
+  /** How an answer this front produced is named in the log and the counters: the SOCKS reply
+   *  byte, or the HTTP status. */
+  describe(answer: Uint8Array): AnswerCode;
   /** Goes on after a `login` step, with the verdict it waited for. Its `consumed` is 0. */
   loginResult(verdict: LoginVerdict): FrontStep;
 }
+
+/** An answer's code: `reply` for SOCKS5 (the REP/STATUS/METHOD byte), `status` for HTTP. */
+export type AnswerCode = { reply: number } | { status: number };
 
 /** What a login check found. "busy": too many checks in flight to start another one now. */
 export type LoginVerdict = "ok" | "wrong-password" | "unknown-user" | "busy";

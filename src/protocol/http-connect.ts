@@ -15,8 +15,9 @@
 // the number of header lines.
 
 import type { ProtocolErrorCode } from "./errors.ts";
-import type { HandshakeFailureCode } from "./failures.ts";
+import type { Failure, HandshakeFailureCode } from "./failures.ts";
 import type {
+  AnswerCode,
   DialRequest,
   FrontProtocol,
   FrontStep,
@@ -197,6 +198,14 @@ export function httpStatusForReply(reply: number): number {
   }
 }
 
+/** The status code of a response this front encoded ("HTTP/1.1 NNN …"). */
+export function httpStatusOf(response: Uint8Array): number {
+  const digits = response.subarray(9, 12);
+  let status = 0;
+  for (const digit of digits) status = status * 10 + (digit - 0x30);
+  return status;
+}
+
 const STATUS_FOR_CODE: Partial<Record<ProtocolErrorCode | HandshakeFailureCode, number>> = {
   ACCESS_DENIED: 403,
   AUTH_FAILED: 407,
@@ -263,8 +272,14 @@ export class HttpConnectFront implements FrontProtocol {
     return encodeHttpResponse(200);
   }
 
-  dialFailed(reply: number): Uint8Array {
-    return encodeHttpResponse(httpStatusForReply(reply));
+  /** A limit of the proxy's own (out of descriptors) is 503, not the destination's fault. */
+  dialFailed(failure: Failure): Uint8Array {
+    if (failure.outcome === "limit") return encodeHttpResponse(503, "proxy busy: retry later");
+    return encodeHttpResponse(httpStatusForReply(failure.reply ?? 0x01));
+  }
+
+  describe(answer: Uint8Array): AnswerCode {
+    return { status: httpStatusOf(answer) };
   }
 
   /** A head that cannot be served: its status, with the detail as the body. */

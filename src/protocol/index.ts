@@ -19,6 +19,7 @@ export {
   replyForConnectError,
 } from "./failures.ts";
 export type {
+  AnswerCode,
   DialRequest,
   FrontProtocol,
   FrontStep,
@@ -52,4 +53,6 @@ export {
   type SocksReply,
   type SocksRequest,
 } from "./request.ts";
+export { AutoFront } from "./auto-front.ts";
+export { HttpConnectFront } from "./http-connect.ts";
 export { Socks5Handshake } from "./socks-handshake.ts";

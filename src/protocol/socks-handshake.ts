@@ -6,13 +6,15 @@
 //
 //   1. greeting   VER NMETHODS METHODS       → 05 METHOD   (05 FF and refuse when none is acceptable)
 //   2. auth       RFC 1929 user/password     → 01 STATUS   (only when a password check is given)
-//   3. request    VER CMD RSV ATYP ADDR PORT → dial; the pipeline answers with succeeded()/dialFailed()
+//   3. request    VER CMD RSV ATYP ADDR PORT → dial (CONNECT), or associate (UDP ASSOCIATE, when
+//                 served); the pipeline answers with succeeded()/dialFailed()
 
 import { decodeAuthRequest, encodeAuthReply } from "./auth.ts";
 import { AuthStatus, Command, Method, Reply } from "./constants.ts";
 import type { Decoded, ProtocolError } from "./errors.ts";
-import { type HandshakeFailureCode, handshakeFailure } from "./failures.ts";
+import { type Failure, type HandshakeFailureCode, handshakeFailure } from "./failures.ts";
 import type {
+  AnswerCode,
   DialRequest,
   FrontProtocol,
   FrontStep,
@@ -31,10 +33,13 @@ export class Socks5Handshake implements FrontProtocol {
   private user: string | undefined; // set once RFC 1929 succeeded
   private loggingIn: string | undefined; // the username whose check is in flight
   private readonly checkPassword: PasswordCheck | null;
+  private readonly udp: boolean;
 
-  /** `checkPassword` null: no authentication (method 00); else RFC 1929 is required. */
-  constructor(checkPassword: PasswordCheck | null) {
+  /** `checkPassword` null: no authentication (method 00); else RFC 1929 is required. `udp`: UDP
+   *  ASSOCIATE is served (else answered 07, like BIND). */
+  constructor(checkPassword: PasswordCheck | null, options: { udp?: boolean } = {}) {
     this.checkPassword = checkPassword;
+    this.udp = options.udp ?? false;
   }
 
   feed(input: Uint8Array): FrontStep {
@@ -59,8 +64,19 @@ export class Socks5Handshake implements FrontProtocol {
         });
       case "request":
         return this.next(decodeRequest(input), (request, consumed) => {
-          if (request.command !== Command.CONNECT) return this.refuse("COMMAND_NOT_SUPPORTED");
+          const associate = request.command === Command.UDP_ASSOCIATE && this.udp;
+          if (request.command !== Command.CONNECT && !associate) {
+            return this.refuse("COMMAND_NOT_SUPPORTED");
+          }
           this.step = "done";
+          if (associate) {
+            const step: FrontStep = {
+              kind: "associate",
+              consumed,
+              client: { host: request.address.host, port: request.port },
+            };
+            return this.user === undefined ? step : { ...step, user: this.user };
+          }
           const dial: FrontStep = {
             kind: "dial",
             consumed,
@@ -98,8 +114,13 @@ export class Socks5Handshake implements FrontProtocol {
     return encodeReply(Reply.SUCCEEDED, bound);
   }
 
-  dialFailed(reply: number): Uint8Array {
-    return encodeReply(reply);
+  dialFailed(failure: Failure): Uint8Array {
+    return encodeReply(failure.reply ?? Reply.GENERAL_FAILURE);
+  }
+
+  /** Every SOCKS5 and RFC 1929 answer carries its code in its second byte. */
+  describe(answer: Uint8Array): AnswerCode {
+    return { reply: answer[1]! };
   }
 
   /** Acts on a decoded message; a decoder error becomes a refusal framed for this step. */

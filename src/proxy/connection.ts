@@ -6,7 +6,7 @@
 //     │
 //     ▼
 //   1. front     the front protocol reads the handshake     deadline: handshake_timeout_ms
-//     │          (SOCKS5; none for a forward listener)
+//     │          (SOCKS5, HTTP CONNECT, or either by the first byte; none for a forward)
 //     ▼
 //   2. dial      access rules, then a warm connection from  deadline: dns + connect timeout
 //                the upstream pool (src/upstream/), else
@@ -33,6 +33,7 @@ import type { AccessPolicy } from "../policy/access.ts";
 import type { BufferPool } from "../pool/index.ts";
 import { formatHostPort } from "../protocol/host-port.ts";
 import {
+  type AnswerCode,
   type DialRequest,
   dialFailure,
   type FrontProtocol,
@@ -40,7 +41,6 @@ import {
   handshakeFailure,
   type LoginVerdict,
   type Outcome,
-  Reply,
 } from "../protocol/index.ts";
 import { FIELD, type WorkerCounters } from "../stats/counters.ts";
 import type { UpstreamOwner } from "../upstream/owner.ts";
@@ -50,9 +50,11 @@ import type { ClientTable } from "./clients.ts";
 import { type Connected, connectAny, DialError, resolveHost } from "./dial.ts";
 import { type HandshakeBudget, PartialMessage } from "./partial.ts";
 import { Pipe, type PipeOwner } from "./relay.ts";
+import { openAssociation, type UdpAssociation } from "./udp-association.ts";
 import type { ListenerInfo } from "./server.ts";
 
-export type Stage = "front" | "dial" | "relay" | "closed";
+/** "udp": a UDP ASSOCIATE's control connection, kept open while its association relays. */
+export type Stage = "front" | "dial" | "relay" | "udp" | "closed";
 
 /** A coarse clock the sweeper advances each tick, so the hot path never reads the time. It lags
  *  real time by up to one sweep, so readers of it allow that much margin (see server.ts).
@@ -73,6 +75,8 @@ export interface ConnectionContext {
   readonly clients: ClientTable;
   /** The slots this Worker's handshakes hold together, and their bound. */
   readonly handshakeSlots: HandshakeBudget;
+  /** The slots this Worker's UDP associations hold together (udp-association.ts), and their bound. */
+  readonly udpSlots: HandshakeBudget;
   /** Called once, when the connection has closed: returns its place under connections_max. */
   readonly forget: (connection: Connection) => void;
   /** This Worker's counters for the admin API (src/stats/counters.ts), and its index. */
@@ -104,15 +108,18 @@ export class Connection implements PipeOwner, UpstreamOwner {
   private front: FrontProtocol | null;
   private readonly client: Socket<Connection>;
   private upstream: Socket<UpstreamOwner> | null = null;
+  /** A UDP ASSOCIATE's relay, open while this control connection is (udp-association.ts). */
+  private association: UdpAssociation | null = null;
   private target = "";
   private fromPool = false;
   private readonly startedAt: number;
   private readonly clientAddress: string;
   /** The client's IP as Bun gave it at accept (undefined if it gave none), for per-client counts. */
   readonly clientHost: string | undefined;
-  private reply: number | undefined;
-  /** The reply the front sent when the dial succeeded (00 for SOCKS5), for the counters by reply. */
-  private succeededReply: number | undefined;
+  /** The failure answer the client got (a SOCKS reply byte or an HTTP status), for the log. */
+  private answer: AnswerCode | undefined;
+  /** The answer the front sent when the dial succeeded (00, 200), for the counters by reply. */
+  private succeededAnswer: AnswerCode | undefined;
   /** The listener kind's word in the counters, resolved once. */
   readonly kindIndex: number;
   private user: string | undefined;
@@ -204,7 +211,61 @@ export class Connection implements PipeOwner, UpstreamOwner {
         if (rest.length > 0) this.up.data(rest); // pipelined early data, queued until the dial
         void this.dial(step.request, step.user);
         return null;
+      case "associate":
+        this.handshakeDeadline = NO_DEADLINE;
+        this.partial = null;
+        this.ctx.counters.handshakeSeconds((performance.now() - this.startedAt) / 1000);
+        void this.associate(front, step.client.port, step.user);
+        return null;
     }
+  }
+
+  /** UDP ASSOCIATE: opens the relay and answers with the address clients send to (the announce
+   *  address, else the relay's own, else for a wildcard listener the control connection's local
+   *  address). The control connection then stays open as the association's lifeline. */
+  private async associate(
+    front: FrontProtocol,
+    declaredPort: number,
+    user?: string,
+  ): Promise<void> {
+    this.stage = "udp";
+    this.user = user;
+    let association: UdpAssociation | null;
+    try {
+      association = await openAssociation(this.ctx, {
+        bindHost: this.listener.host,
+        clientHost: this.clientHost,
+        declaredPort,
+        user,
+        listen: this.listener.listen,
+      });
+    } catch (error) {
+      logUnexpected(this.ctx.log, error, { client: this.clientAddress, at: "udp associate" });
+      if (this.stage === "udp") this.close("error", front.dialFailed(dialFailure(undefined)));
+      return;
+    }
+    if (association === null) {
+      const failure = handshakeFailure("ASSOCIATIONS_MAX");
+      if (this.stage === "udp") this.close(failure.outcome, front.dialFailed(failure));
+      return;
+    }
+    if (this.stage !== "udp") {
+      association.close(); // the client left while the socket was being bound
+      return;
+    }
+    this.association = association;
+    const relay = association.address;
+    const announced = this.ctx.config.udp.announce_address;
+    const wildcard = relay.host === "0.0.0.0" || relay.host === "::";
+    // A wildcard relay: the address the client reached us on (an IPv4 client of a dual-stack
+    // listener is told its IPv4 form, which is what its UDP socket can send to).
+    const local = this.client.localAddress.replace(/^::ffff:(?=\d+\.\d+\.\d+\.\d+$)/i, "");
+    const host = announced ?? (wildcard ? local : relay.host);
+    this.target = `udp:${formatHostPort(relay.host, relay.port)}`;
+    const reply = front.succeeded({ host, port: relay.port });
+    if (!this.send(reply)) return;
+    this.succeededAnswer = front.describe(reply);
+    this.front = null;
   }
 
   /** A hashed password is being checked off the event loop (credentials.ts). The client is paused
@@ -328,7 +389,8 @@ export class Connection implements PipeOwner, UpstreamOwner {
     this.relay(upstream.socket);
   }
 
-  /** The access rules refused the destination: answer 02 (SOCKS5) and close, naming the rule. */
+  /** The access rules refused the destination: answer 02 (SOCKS5) or 403 and close, naming the
+   *  rule. */
   private denied(rule: string, user: string | undefined): void {
     this.ctx.log.info("access denied", {
       client: this.clientAddress,
@@ -337,9 +399,7 @@ export class Connection implements PipeOwner, UpstreamOwner {
       rule,
     });
     const failure = handshakeFailure("ACCESS_DENIED");
-    const reply =
-      this.front === null ? null : this.front.dialFailed(failure.reply ?? Reply.NOT_ALLOWED);
-    this.close(failure.outcome, reply);
+    this.close(failure.outcome, this.front?.dialFailed(failure) ?? null);
   }
 
   /** Reaching the upstream failed (or timed out): answer the client if the front can, and close. */
@@ -350,9 +410,7 @@ export class Connection implements PipeOwner, UpstreamOwner {
       target: this.target,
       code: code ?? "EUNKNOWN",
     });
-    const reply =
-      this.front === null ? null : this.front.dialFailed(failure.reply ?? Reply.GENERAL_FAILURE);
-    this.close(failure.outcome, reply);
+    this.close(failure.outcome, this.front?.dialFailed(failure) ?? null);
   }
 
   // ── 3. relay ─────────────────────────────────────────────────────────────────────────────────
@@ -368,7 +426,7 @@ export class Connection implements PipeOwner, UpstreamOwner {
       const bound = { host: upstream.localAddress, port: upstream.localPort };
       const reply = this.front.succeeded(bound);
       if (!this.send(reply)) return;
-      this.succeededReply = reply[1];
+      this.succeededAnswer = this.front.describe(reply);
       this.front = null; // its job is done
     }
     this.up.connect(this.client, upstream);
@@ -406,6 +464,7 @@ export class Connection implements PipeOwner, UpstreamOwner {
     if (now >= this.handshakeDeadline) this.refuse("HANDSHAKE_TIMEOUT", null);
     else if (now >= this.connectDeadline) this.dialFailed("ETIMEDOUT");
     else if (now >= this.finDeadline) this.close("fin_timeout");
+    else if (this.association?.idle(now)) this.close("idle_timeout");
     else if (idleAfterMs > 0 && this.stage === "relay" && now - this.lastActivity >= idleAfterMs) {
       this.close("idle_timeout");
     }
@@ -447,10 +506,11 @@ export class Connection implements PipeOwner, UpstreamOwner {
     if (this.stage === "closed") return;
     this.stage = "closed";
     if (reply) {
-      this.reply = reply[1];
+      this.answer = this.front?.describe(reply);
       this.client.write(reply);
     }
     this.partial?.drop();
+    this.association?.close();
     this.up.dispose();
     this.down.dispose();
     if (outcome === "reset") {
@@ -464,7 +524,7 @@ export class Connection implements PipeOwner, UpstreamOwner {
     }
     if (this.fromPool) this.ctx.upstreamPool?.finished(this.target);
     this.ctx.forget(this);
-    this.ctx.counters.closed(this.kindIndex, outcome, this.reply ?? this.succeededReply);
+    this.ctx.counters.closed(this.kindIndex, outcome, this.answer ?? this.succeededAnswer);
     this.ctx.log.info("connection", {
       kind: this.listener.kind,
       listener: this.listener.listen,
@@ -478,8 +538,10 @@ export class Connection implements PipeOwner, UpstreamOwner {
       bytes_down: this.down.delivered,
       duration_ms: Math.round(performance.now() - this.startedAt),
       outcome,
-      reply: this.reply,
+      ...this.answer, // reply=NN (SOCKS5) or status=NNN (HTTP) when a failure was answered
       pooled: this.fromPool ? true : undefined, // the upstream came warm from the upstream pool
+      datagrams_up: this.association?.datagramsUp,
+      datagrams_down: this.association?.datagramsDown,
     });
   }
 
@@ -502,6 +564,8 @@ export class Connection implements PipeOwner, UpstreamOwner {
       if (this.loginHeld.length > this.ctx.pool.slotBytes) this.refuse("POOL_EXHAUSTED", null);
     } else if (this.stage === "front") {
       this.handshake(this.front!, chunk);
+    } else if (this.stage === "udp") {
+      // Bytes on a UDP association's control connection mean nothing (RFC 1928 §6): discarded.
     } else {
       this.lastActivity = this.ctx.clock.now;
       this.up.data(chunk);
@@ -520,6 +584,8 @@ export class Connection implements PipeOwner, UpstreamOwner {
   /** The client's FIN: before the handshake is done it is an abort; after, a half-close. */
   onClientEnd(): void {
     if (this.stage === "front") this.refuse("CLIENT_ABORTED", null);
+    else if (this.stage === "udp")
+      this.close("ok"); // the association ends with its connection
     else this.up.end();
   }
 
@@ -527,7 +593,7 @@ export class Connection implements PipeOwner, UpstreamOwner {
    *  "cannot write there any more", and let the other direction finish flushing. */
   onClientClosed(): void {
     if (this.stage !== "relay") {
-      this.close("aborted");
+      this.close(this.stage === "udp" ? "ok" : "aborted");
       return;
     }
     this.down.sinkClosed();
@@ -563,7 +629,7 @@ export class Connection implements PipeOwner, UpstreamOwner {
       client: this.clientAddress,
       target: this.target,
       ...(this.user === undefined ? {} : { user: this.user }),
-      phase: this.stage === "closed" ? "relay" : this.stage,
+      phase: this.stage === "closed" || this.stage === "udp" ? "relay" : this.stage,
       bytes_up: this.up.bytes,
       bytes_down: this.down.bytes,
       age_ms: Math.round(now - this.startedAt),

@@ -1,4 +1,4 @@
-// One thread's proxy: the SOCKS5 and forward listeners (reusePort, so every Worker binds the same
+// One thread's proxy: the SOCKS5, HTTP CONNECT and forward listeners (reusePort, so every Worker binds the same
 // ports), accepting a client into the pipeline (connection.ts), the deadline sweeper, this Worker's
 // upstream warm-connection pool (src/upstream/, when server.pool.enabled), a reload's switch to a
 // new config (prepareReload) and graceful close. Not process supervision (supervisor.ts) and not config parsing (src/config/).
@@ -18,7 +18,13 @@ import { AccessPolicy } from "../policy/access.ts";
 import type { BufferPool, PoolStats } from "../pool/index.ts";
 import { formatHostPort, parseHostPort } from "../protocol/host-port.ts";
 import { WorkerCounters } from "../stats/counters.ts";
-import { type DialRequest, type FrontProtocol, Socks5Handshake } from "../protocol/index.ts";
+import {
+  AutoFront,
+  type DialRequest,
+  type FrontProtocol,
+  HttpConnectFront,
+  Socks5Handshake,
+} from "../protocol/index.ts";
 import { createUpstreamPoolMemory } from "../upstream/memory.ts";
 import { UpstreamPool } from "../upstream/pool.ts";
 import { Admission } from "./admission.ts";
@@ -32,9 +38,10 @@ import {
 } from "./connection.ts";
 import { passwordCheck } from "./credentials.ts";
 import { describeListenFailure } from "../port-probe.ts";
+import type { PasswordCheck } from "../protocol/front.ts";
 
 export interface ListenerInfo {
-  kind: "socks" | "forward";
+  kind: "socks" | "forward" | "http";
   /** The listen address as configured (port 0 stays 0); access rules match `listeners` on it. */
   listen: string;
   host: string;
@@ -130,6 +137,7 @@ function sweepInterval(config: Config): number {
     config.upstream.connect_timeout_ms,
     config.relay.fin_timeout_ms,
     config.relay.idle_timeout_ms || Number.POSITIVE_INFINITY,
+    config.udp.enabled ? config.udp.idle_timeout_ms : Number.POSITIVE_INFINITY,
   ];
   const quarter = Math.floor(Math.min(...timeouts) / 4);
   return Math.min(LIMITS.sweep_ms_max, Math.max(LIMITS.sweep_ms_min, quarter));
@@ -161,7 +169,8 @@ export async function startProxy(options: ProxyOptions): Promise<ProxyServer> {
     options.clients ?? createClientTableMemory(config.server.connections_max),
     config.clients,
     Date.now,
-    config.socks.enabled && config.socks.auth === "password",
+    (config.socks.enabled && config.socks.auth === "password") ||
+      config.http.some((listener) => listener.auth === "password"),
   );
   const connections = new Set<Connection>();
   const clock: Clock = { now: performance.now() };
@@ -257,13 +266,56 @@ export async function startProxy(options: ProxyOptions): Promise<ProxyServer> {
     connection.start(forwardTarget);
   }
 
-  // The SOCKS5 front's password check; a reload replaces it (users) for the next handshakes.
-  let socksCheck: ReturnType<typeof passwordCheck> | null = null;
-  const socksFront = () => new Socks5Handshake(socksCheck);
+  // One password check for every listener with auth: the same users, the same cache of verified
+  // hashes and the same bound on checks in flight (credentials.ts). A reload replaces it, and the
+  // fronts below read it (and `config`) at each accept, so new handshakes get the new users.
+  let usersCheck: PasswordCheck = passwordCheck(config.socks.users);
+  const checkFor = (auth: "none" | "password"): PasswordCheck | null =>
+    auth === "password" ? usersCheck : null;
+  // An HTTP head waits in one pool slot while split (PartialMessage), so it must fit one.
+  const headBytesMax = Math.min(pool.slotBytes, LIMITS.http_head_bytes_max);
+  const socksFront = () =>
+    new Socks5Handshake(checkFor(config.socks.auth), { udp: config.udp.enabled });
+  const httpFrontFor = (auth: () => "none" | "password") => () =>
+    new HttpConnectFront(checkFor(auth()), headBytesMax);
+  /** The SOCKS listener's front: SOCKS5, or either protocol by the first byte ("auto"). */
+  const socksListenerFront = () =>
+    config.socks.protocol === "auto"
+      ? new AutoFront(
+          socksFront,
+          httpFrontFor(() => config.socks.auth),
+        )
+      : socksFront();
+  /** Each [[http]] listener's auth, which a reload that keeps the listener may change. */
+  const httpAuth = new Map<ListenerInfo, { auth: "none" | "password" }>();
+  /** Binds one listener of the config (at start, or one a reload adds). */
+  const bind = (
+    kind: ListenerInfo["kind"],
+    address: string,
+    target?: string,
+    auth: "none" | "password" = "none",
+  ) => {
+    if (kind === "socks") {
+      listen("socks", address, (socket, listener) => accept(socket, listener, socksListenerFront));
+    } else if (kind === "http") {
+      const holder = { auth };
+      const front = httpFrontFor(() => holder.auth);
+      listen("http", address, (socket, listener) => accept(socket, listener, front));
+      httpAuth.set(info.at(-1)!, holder);
+    } else {
+      const to = addressOf(target!, "forward target");
+      listen(
+        "forward",
+        address,
+        (socket, listener) => accept(socket, listener, noFront, to),
+        target,
+      );
+    }
+  };
   const listeners: TCPSocketListener<Connection | undefined>[] = [];
   const info: ListenerInfo[] = [];
   const listen = (
-    kind: "socks" | "forward",
+    kind: ListenerInfo["kind"],
     address: string,
     open: (socket: Socket<Connection | undefined>, listener: ListenerInfo) => void,
     target?: string,
@@ -291,21 +343,9 @@ export async function startProxy(options: ProxyOptions): Promise<ProxyServer> {
   };
 
   try {
-    if (config.socks.enabled) {
-      socksCheck = config.socks.auth === "password" ? passwordCheck(config.socks.users) : null;
-      listen("socks", config.socks.listen, (socket, listener) =>
-        accept(socket, listener, socksFront),
-      );
-    }
-    for (const forward of config.forward) {
-      const target = addressOf(forward.target, "forward target");
-      listen(
-        "forward",
-        forward.listen,
-        (socket, listener) => accept(socket, listener, noFront, target),
-        forward.target,
-      );
-    }
+    if (config.socks.enabled) bind("socks", config.socks.listen);
+    for (const http of config.http) bind("http", http.listen, undefined, http.auth);
+    for (const forward of config.forward) bind("forward", forward.listen, forward.target);
   } catch (error) {
     for (const listener of listeners) listener.stop(true);
     throw error;
@@ -340,6 +380,7 @@ export async function startProxy(options: ProxyOptions): Promise<ProxyServer> {
   };
   // One object for every generation, so handshakes of old and new connections share one bound.
   const handshakeSlots = { held: 0, max: handshakeSlotsPerWorker(config) };
+  const udpSlots = { held: 0, max: handshakeSlotsPerWorker(config) };
   let ctx: ConnectionContext = {
     config,
     pool,
@@ -347,6 +388,7 @@ export async function startProxy(options: ProxyOptions): Promise<ProxyServer> {
     clock,
     access,
     handshakeSlots,
+    udpSlots, // the same share as handshakes, counted apart
     clients,
     counters,
     worker: options.worker ?? 0,
@@ -399,9 +441,15 @@ export async function startProxy(options: ProxyOptions): Promise<ProxyServer> {
   // an open connection keeps the ctx it was made with, and with it its config, rules and table.
   function prepareReload(next: Config): PreparedReload {
     if (closing) throw new Error("stopping: no reload");
-    type Wanted = { kind: "socks" | "forward"; listen: string; target?: string };
+    type Wanted = {
+      kind: ListenerInfo["kind"];
+      listen: string;
+      target?: string;
+      auth?: "none" | "password";
+    };
     const wanted: Wanted[] = [
       ...(next.socks.enabled ? [{ kind: "socks" as const, listen: next.socks.listen }] : []),
+      ...next.http.map((http) => ({ kind: "http" as const, listen: http.listen, auth: http.auth })),
       ...next.forward.map((forward) => ({
         kind: "forward" as const,
         listen: forward.listen,
@@ -427,19 +475,7 @@ export async function startProxy(options: ProxyOptions): Promise<ProxyServer> {
           continue;
         }
         try {
-          if (entry.kind === "socks") {
-            listen("socks", entry.listen, (socket, listener) =>
-              accept(socket, listener, socksFront),
-            );
-          } else {
-            const target = addressOf(entry.target!, "forward target");
-            listen(
-              "forward",
-              entry.listen,
-              (socket, listener) => accept(socket, listener, noFront, target),
-              entry.target,
-            );
-          }
+          bind(entry.kind, entry.listen, entry.target, entry.auth);
         } catch (error) {
           throw new Error(describeListenFailure(`${entry.kind} listen`, host, port, error));
         }
@@ -467,6 +503,13 @@ export async function startProxy(options: ProxyOptions): Promise<ProxyServer> {
         });
         listeners.splice(0, listeners.length, ...keptListeners);
         info.splice(0, info.length, ...after);
+        // A kept [[http]] listener takes the new auth; a stopped one is forgotten.
+        wanted.forEach((entry, i) => {
+          const holder = httpAuth.get(after[i]!);
+          if (holder !== undefined && entry.auth !== undefined) holder.auth = entry.auth;
+        });
+        for (const listener of httpAuth.keys())
+          if (!after.includes(listener)) httpAuth.delete(listener);
         applyConfig(next);
       },
     };
@@ -481,8 +524,7 @@ export async function startProxy(options: ProxyOptions): Promise<ProxyServer> {
 
   function applyConfig(next: Config): void {
     config = next;
-    socksCheck =
-      next.socks.enabled && next.socks.auth === "password" ? passwordCheck(next.socks.users) : null;
+    usersCheck = passwordCheck(next.socks.users);
     const refusedAtMaxBefore = admission.refused;
     admission = new Admission(
       openWords,
@@ -502,6 +544,7 @@ export async function startProxy(options: ProxyOptions): Promise<ProxyServer> {
     const adminAddress = next.admin.listen === "off" ? null : parseHostPort(next.admin.listen);
     access = new AccessPolicy(next.access, adminAddress === null ? info : [...info, adminAddress]);
     handshakeSlots.max = handshakeSlotsPerWorker(next);
+    udpSlots.max = handshakeSlotsPerWorker(next);
     ctx = { ...ctx, config: next, access, clients, forget: forgetter(clients) };
     if (upstreamPool !== null) {
       for (const forward of next.forward) {

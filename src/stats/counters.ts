@@ -14,6 +14,10 @@
 //   refused[reason]   clients refused at accept: connections_max and the per-client reasons
 //   handshake[b]      handshake durations: one word per bucket (not cumulative), then sum seconds
 //   connect[b]        upstream connect durations (resolve + connect), same layout
+//   http_status[s]    HTTP CONNECT connections closed, by the status sent ("200".."505", "other");
+//                     such a connection counts under reply "none" (no SOCKS reply was sent)
+//   udp[…]            UDP ASSOCIATE: associations opened, closed and refused (udp.associations_max),
+//                     datagrams and bytes each way, datagrams dropped by reason
 //
 // Concurrency note: each word has one writer, the Worker that owns the block; after that Worker
 // has exited, the supervisor (main thread) is the only writer (reclaimCounters). Readers on the
@@ -24,9 +28,10 @@
 // 0). Counts stay exact integers up to 2^53.
 
 import type { Outcome } from "../protocol/failures.ts";
+import type { AnswerCode } from "../protocol/front.ts";
 import { CACHE_LINE_BYTES } from "../pool/freelist/layout.ts";
 
-export const LISTENER_KINDS = ["socks", "forward"] as const;
+export const LISTENER_KINDS = ["socks", "forward", "http"] as const;
 export type ListenerKind = (typeof LISTENER_KINDS)[number];
 
 // A Record forces this list to name every Outcome: a new outcome fails to typecheck until added.
@@ -70,6 +75,45 @@ const REPLY_OTHER = REPLY_LABELS.indexOf("01"); // a byte outside the table (non
 const REPLY_FF = REPLY_LABELS.indexOf("ff");
 const REPLY_NONE = REPLY_LABELS.indexOf("none");
 
+/** HTTP statuses the HTTP CONNECT front sends, and "other" for any it might send later. */
+export const HTTP_STATUS_LABELS = [
+  "200",
+  "400",
+  "403",
+  "405",
+  "407",
+  "431",
+  "502",
+  "503",
+  "504",
+  "505",
+  "other",
+] as const;
+
+/** Why a datagram of a UDP association was dropped (src/proxy/udp-association.ts). */
+export const UDP_DROP_REASONS = [
+  "foreign", // not from the client's address (and declared port), nor from a destination it used
+  "fragmented", // FRAG ≠ 0: sockpool does not reassemble (RFC 1928 §7 allows dropping)
+  "malformed", // a header cut short, an unknown ATYP, an empty domain
+  "denied", // an access rule refused the destination
+  "destinations", // a new destination past udp.destinations_max
+  "rate", // past udp.datagrams_per_second
+  "pool_full", // it had to wait and no pool slot was free (or the association's held share is spent)
+  "unreachable", // the name did not resolve, or no address of the relay's family
+  "oversize", // it had to wait and is larger than a pool slot
+] as const;
+export type UdpDropReason = (typeof UDP_DROP_REASONS)[number];
+const UDP_COUNTS = [
+  "opened",
+  "closed",
+  "refused",
+  "datagrams_up",
+  "datagrams_down",
+  "bytes_up",
+  "bytes_down",
+] as const;
+type UdpCount = (typeof UDP_COUNTS)[number];
+
 export const REFUSAL_REASONS = [
   "connections_max",
   "client_connections",
@@ -103,7 +147,14 @@ export const FIELD = {
     REFUSAL_REASONS.length +
     HISTOGRAM_WORDS,
 } as const;
-const USED_WORDS = FIELD.connect + HISTOGRAM_WORDS;
+const HTTP_STATUS_AT = FIELD.connect + HISTOGRAM_WORDS;
+const UDP_AT = HTTP_STATUS_AT + HTTP_STATUS_LABELS.length;
+const UDP_DROPPED_AT = UDP_AT + UDP_COUNTS.length;
+const USED_WORDS = UDP_DROPPED_AT + UDP_DROP_REASONS.length;
+const UDP_WORD = Object.fromEntries(UDP_COUNTS.map((name, i) => [name, UDP_AT + i])) as Record<
+  UdpCount,
+  number
+>;
 const LINE_WORDS = CACHE_LINE_BYTES / Float64Array.BYTES_PER_ELEMENT;
 /** Words per Worker block, whole cache lines. */
 export const BLOCK_WORDS = Math.ceil(USED_WORDS / LINE_WORDS) * LINE_WORDS;
@@ -141,6 +192,8 @@ function observe(words: Float64Array, histogram: number, seconds: number): void 
 export class WorkerCounters {
   /** This Worker's block: the Pipes add relayed bytes to it directly (FIELD.bytes_up/down). */
   readonly words: Float64Array;
+  /** Every Worker's blocks, read only (udpOpenAll). */
+  private readonly all: Float64Array;
 
   constructor(memory: SharedArrayBuffer, worker: number) {
     if (!Number.isInteger(worker) || worker < 0 || worker >= counterWorkers(memory)) {
@@ -149,6 +202,28 @@ export class WorkerCounters {
       );
     }
     this.words = new Float64Array(memory, worker * BLOCK_WORDS * 8, BLOCK_WORDS);
+    this.all = new Float64Array(memory);
+  }
+
+  /** One UDP count (associations, datagrams, bytes) grows by `by`. */
+  udp(count: UdpCount, by = 1): void {
+    this.words[UDP_WORD[count]]! += by;
+  }
+
+  udpDropped(reason: UdpDropReason): void {
+    this.words[UDP_DROPPED_AT + UDP_DROP_REASONS.indexOf(reason)]! += 1;
+  }
+
+  /** UDP associations open in every Worker, read from their blocks: the global limit's count.
+   *  Racy by design (see the concurrency note): two Workers admitting at once may overshoot the
+   *  limit by one each, which bounds the overshoot by the number of Workers. */
+  udpOpenAll(): number {
+    const all = this.all;
+    let open = 0;
+    for (let at = 0; at < all.length; at += BLOCK_WORDS) {
+      open += all[at + UDP_WORD.opened]! - all[at + UDP_WORD.closed]!;
+    }
+    return open;
   }
 
   /** Counters of a proxy run without a supervisor (tests, benchmarks): private, read by no one. */
@@ -166,11 +241,17 @@ export class WorkerCounters {
     this.words[FIELD.opened + kind]! += 1;
   }
 
-  closed(kind: number, outcome: Outcome, reply: number | undefined): void {
+  /** `answer`: the SOCKS reply byte or the HTTP status the client got (undefined: none). */
+  closed(kind: number, outcome: Outcome, answer: AnswerCode | undefined): void {
     const words = this.words;
     words[FIELD.closed + kind]! += 1;
     words[FIELD.outcome + OUTCOMES.indexOf(outcome)]! += 1;
+    const reply = answer !== undefined && "reply" in answer ? answer.reply : undefined;
     words[FIELD.reply + replyIndex(reply)]! += 1;
+    if (answer !== undefined && "status" in answer) {
+      const label = HTTP_STATUS_LABELS.indexOf(String(answer.status) as "other");
+      words[HTTP_STATUS_AT + (label < 0 ? HTTP_STATUS_LABELS.length - 1 : label)]! += 1;
+    }
   }
 
   refused(reason: RefusalReason): void {
@@ -206,6 +287,9 @@ export interface CounterTotals {
   refused: Record<RefusalReason, number>;
   handshake: Histogram;
   connect: Histogram;
+  http_status: Record<(typeof HTTP_STATUS_LABELS)[number], number>;
+  udp: Record<UdpCount, number> & { open: number };
+  udp_dropped: Record<UdpDropReason, number>;
 }
 
 function record<K extends string>(keys: readonly K[], words: Float64Array, at: number) {
@@ -242,6 +326,12 @@ function totalsOf(words: Float64Array): CounterTotals {
     refused: record(REFUSAL_REASONS, words, FIELD.refused),
     handshake: histogram(words, FIELD.handshake),
     connect: histogram(words, FIELD.connect),
+    http_status: record(HTTP_STATUS_LABELS, words, HTTP_STATUS_AT),
+    udp: {
+      ...record(UDP_COUNTS, words, UDP_AT),
+      open: Math.max(0, words[UDP_WORD.opened]! - words[UDP_WORD.closed]!),
+    },
+    udp_dropped: record(UDP_DROP_REASONS, words, UDP_DROPPED_AT),
   };
 }
 
@@ -275,6 +365,9 @@ export function reclaimCounters(memory: SharedArrayBuffer, worker: number): numb
     lost += open;
   }
   words[FIELD.outcome + OUTCOMES.indexOf("worker_crashed")]! += lost;
+  // Its UDP associations died with it: closed, so the global limit's count frees their places.
+  const udpOpen = words[UDP_WORD.opened]! - words[UDP_WORD.closed]!;
+  if (udpOpen > 0) words[UDP_WORD.closed]! += udpOpen;
   words[FIELD.reply + REPLY_NONE]! += lost;
   return lost;
 }

@@ -103,8 +103,10 @@ describe("shared counters", () => {
     const socks = first.kind("socks");
     const forward = second.kind("forward");
     for (let i = 0; i < 3; i++) first.opened(socks);
-    first.closed(socks, "ok", 0);
-    first.closed(socks, "refused", 5);
+    first.closed(socks, "ok", { reply: 0 });
+    first.closed(socks, "refused", { reply: 5 });
+    first.opened(first.kind("http"));
+    first.closed(first.kind("http"), "denied", { status: 403 }); // no SOCKS reply: "none"
     second.opened(forward);
     second.opened(forward);
     second.closed(forward, "reset", undefined);
@@ -115,22 +117,23 @@ describe("shared counters", () => {
     second.handshakeSeconds(60); // past the last bound: +Inf only
     second.refused("connections_max");
     const { total, perWorker } = readCounters(memory);
-    expect(total.opened).toEqual({ socks: 3, forward: 2 });
-    expect(total.open).toEqual({ socks: 1, forward: 1 });
+    expect(total.opened).toEqual({ socks: 3, forward: 2, http: 1 });
+    expect(total.open).toEqual({ socks: 1, forward: 1, http: 0 });
     expect(total.bytes_up).toBe(1024);
     expect(total.outcomes).toMatchObject({ ok: 1, refused: 1, reset: 1, worker_crashed: 0 });
-    expect(total.replies).toMatchObject({ "00": 1, "05": 1, none: 1 });
+    expect(total.replies).toMatchObject({ "00": 1, "05": 1, none: 2 });
+    expect(total.http_status).toMatchObject({ "403": 1, "200": 0, other: 0 });
     expect(total.refused.connections_max).toBe(1);
     expect(total.handshake.count).toBe(3);
     expect(total.handshake.sum).toBeCloseTo(60.0034, 6);
     expect(total.handshake.cumulative[0]).toBe(1);
     expect(total.handshake.cumulative.at(-2)).toBe(2);
     expect(total.handshake.cumulative.at(-1)).toBe(3);
-    expect(perWorker[1]!.open).toEqual({ socks: 0, forward: 1 });
+    expect(perWorker[1]!.open).toEqual({ socks: 0, forward: 1, http: 0 });
 
     expect(reclaimCounters(memory, 1)).toBe(1);
     const after = readCounters(memory).total;
-    expect(after.open).toEqual({ socks: 1, forward: 0 });
+    expect(after.open).toEqual({ socks: 1, forward: 0, http: 0 });
     expect(after.outcomes.worker_crashed).toBe(1);
     expect(reclaimCounters(memory, 1)).toBe(0); // idempotent
   });

@@ -64,6 +64,17 @@ describe("each flag sets its option", () => {
         { listen: "[::1]:0", target: "[::1]:80" },
       ],
     ],
+    [
+      ["--http", "127.0.0.1:3128", "--http", "[::1]:0"],
+      (c) => c.http,
+      [
+        { listen: "127.0.0.1:3128", auth: "none" },
+        { listen: "[::1]:0", auth: "none" },
+      ],
+    ],
+    [["--socks-protocol", "auto"], (c) => c.socks.protocol, "auto"],
+    [["--udp"], (c) => c.udp.enabled, true],
+    [["--udp-announce-address", "203.0.113.7"], (c) => c.udp.announce_address, "203.0.113.7"],
     [["--workers", "4"], (c) => c.server.workers, 4],
     [["--workers=0"], (c) => c.server.workers, 0],
     [["--share-port"], (c) => c.server.share_port, true],
@@ -283,7 +294,7 @@ describe("flag problems", () => {
 
   test("--no-socks without any --forward leaves nothing to listen", async () => {
     expect(await problemsOf(["--no-socks"])).toEqual([
-      "forward: expected at least one [[forward]] entry when socks.enabled = false (nothing would listen), got []",
+      "forward: expected at least one [[forward]] or [[http]] entry when socks.enabled = false (nothing would listen), got []",
     ]);
   });
 });

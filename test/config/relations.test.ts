@@ -68,7 +68,7 @@ describe("every relationship between fields is a config error", () => {
     ],
     forward: [
       { socks: { enabled: false } },
-      "forward: expected at least one [[forward]] entry when socks.enabled = false (nothing would listen), got []",
+      "forward: expected at least one [[forward]] or [[http]] entry when socks.enabled = false (nothing would listen), got []",
     ],
     "socks.connect_timeout_ms": [
       { socks: { connect_timeout_ms: 1 }, upstream: { connect_timeout_ms: 2 } },

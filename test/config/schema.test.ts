@@ -36,12 +36,21 @@ describe("defaults", () => {
         enabled: true,
         listen: "127.0.0.1:1080",
         auth: "none",
+        protocol: "socks5",
         allow_open_proxy: false,
         users: [],
         handshake_timeout_ms: 10_000,
       },
       upstream: { connect_timeout_ms: 10_000, dns_timeout_ms: 5_000 },
       forward: [],
+      http: [],
+      udp: {
+        enabled: false,
+        idle_timeout_ms: 60_000,
+        destinations_max: 64,
+        datagrams_per_second: 0,
+        associations_max: 1_000,
+      },
       relay: { idle_timeout_ms: 300_000, fin_timeout_ms: 30_000, backlog_bytes_max: 262_144 },
       pool: {
         strategy: "local",
@@ -200,7 +209,7 @@ describe("unknown keys", () => {
       }),
     ).toEqual([
       'forward[0].tagret: unknown option (did you mean "target"?)',
-      "proxy: unknown option (known options: server, socks, upstream, forward, relay, pool, clients, access, admin, log)",
+      "proxy: unknown option (known options: server, socks, upstream, forward, http, udp, relay, pool, clients, access, admin, log)",
     ]);
   });
 
@@ -262,7 +271,7 @@ describe("socks", () => {
 describe("listeners", () => {
   test("something must listen", () => {
     expect(problems({ socks: { enabled: false } })).toEqual([
-      "forward: expected at least one [[forward]] entry when socks.enabled = false (nothing would listen), got []",
+      "forward: expected at least one [[forward]] or [[http]] entry when socks.enabled = false (nothing would listen), got []",
     ]);
     const forwardOnly = {
       socks: { enabled: false },
@@ -286,6 +295,37 @@ describe("listeners", () => {
       'forward[0].listen: expected an address not already used by socks.listen, got "127.0.0.1:1080"',
       'forward[2].listen: expected an address not already used by forward[1].listen, got "127.0.0.1:9000"',
     ]);
+  });
+
+  test("[[http]] listeners: auth defaults to socks.auth; an http listener alone is enough", () => {
+    const users = [{ username: "alice", password: "s3cret" }];
+    const config = parseConfig({
+      socks: { auth: "password", users },
+      http: [{ listen: "127.0.0.1:3128" }, { listen: "127.0.0.1:3129", auth: "none" }],
+    });
+    expect(config.http).toEqual([
+      { listen: "127.0.0.1:3128", auth: "password" },
+      { listen: "127.0.0.1:3129", auth: "none" },
+    ]);
+    expect(problems({ socks: { enabled: false }, http: [{ listen: "127.0.0.1:0" }] })).toEqual([]);
+  });
+
+  test("[[http]]: no auth beyond loopback needs allow_open_proxy; password needs users; one address each", () => {
+    expect(
+      problems({
+        http: [
+          { listen: "0.0.0.0:3128" },
+          { listen: "127.0.0.1:3129", auth: "password" },
+          { listen: "127.0.0.1:1080" },
+        ],
+      }),
+    ).toEqual([
+      'http[2].listen: expected an address not already used by socks.listen, got "127.0.0.1:1080"',
+      'http[0].listen: expected a loopback address while this listener has no auth: anyone who can reach it could use it as an open proxy; set auth = "password" (with [[socks.users]]), listen on 127.0.0.1 or [::1], or set socks.allow_open_proxy = true (--allow-open-proxy) if that is what you want, got "0.0.0.0:3128"',
+      'http[1].auth: expected users when auth = "password": HTTP listeners check the SOCKS users (add [[socks.users]] or --socks-user USER:PASS), got "password"',
+    ]);
+    const open = { socks: { allow_open_proxy: true }, http: [{ listen: "0.0.0.0:3128" }] };
+    expect(problems(open)).toEqual([]);
   });
 
   test("a disabled socks listener does not hold its address", () => {

@@ -244,6 +244,10 @@ describe("sockpool command line", () => {
       expect(refused.code).toBe(1);
       expect(refused.stderr).toContain(`${taken} is already in use by another process`);
       expect(refused.stderr).toContain("--share-port");
+      // An HTTP CONNECT listener is checked the same way.
+      const http = await runCli(["--socks", "127.0.0.1:0", "--http", taken]);
+      expect(http.code).toBe(1);
+      expect(http.stderr).toContain(`${taken} is already in use by another process`);
       // Sharing on purpose is allowed.
       const shared = await spawnProxy(["--socks", taken, "--share-port", "--workers", "1"]);
       expect(shared.socksPort).toBe(other.port);

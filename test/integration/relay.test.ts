@@ -1,4 +1,4 @@
-// The relay through SOCKS5, in-process, once per pool strategy: a target that speaks first,
+// The relay through SOCKS5, in-process, once per pool strategy (and once through HTTP CONNECT): a target that speaks first,
 // half-close in both directions, 64 MiB full duplex, 500 concurrent connections, a slow reader
 // whose backlog stays bounded, and pool exhaustion that pauses instead of allocating.
 // Not handshake details (socks.test.ts) and not the CLI (cli.test.ts).
@@ -10,6 +10,7 @@ import type { Conn } from "../support/conn.ts";
 import { Prng } from "../support/prng.ts";
 import { startTestProxy, type TestProxy } from "../support/proxy.ts";
 import { testSeed } from "../support/seed.ts";
+import { httpConnect } from "../support/http-client.ts";
 import { connectTcp } from "../support/sockets.ts";
 import { echoThrough, encodeGreeting, socksConnect } from "../support/socks-client.ts";
 import { digestToEnd, sendGenerated } from "../support/streams.ts";
@@ -24,7 +25,12 @@ import { waitFor } from "../support/wait.ts";
 
 afterAll(cleanup);
 
-const STRATEGIES = ["queue", "queue-ts"] as const;
+/** Pool strategy × front: both strategies through SOCKS5, and one through HTTP CONNECT. */
+const CASES = [
+  ["queue", "SOCKS5"],
+  ["queue-ts", "SOCKS5"],
+  ["queue-ts", "http"],
+] as const;
 
 /** Bun hands `data` chunks of up to 512 KiB; one may be held in place while its reader is paused. */
 const CHUNK_BYTES_MAX = 512 * 1024;
@@ -66,12 +72,19 @@ async function waitForStall(progress: () => number, total: number, what: string)
   return last;
 }
 
-describe.each(STRATEGIES)("relay through SOCKS5, pool strategy %s", (strategy) => {
+describe.each(CASES)("relay, pool strategy %s, through %s", (strategy, front) => {
+  // The same relay tests through an HTTP CONNECT listener: only the front differs.
+  const listeners = front === "http" ? { http: [{}] } : {};
+  const open = (handle: TestProxy, host: string, port: number): Promise<{ conn: Conn }> =>
+    front === "http"
+      ? httpConnect(handle.httpPorts[0]!, host, port)
+      : socksConnect(handle.socksPort, host, port);
+
   test("a target that speaks first: the client receives its banner before sending", async () => {
-    const handle = await startTestProxy({ pool: { strategy } });
+    const handle = await startTestProxy({ pool: { strategy }, ...listeners });
     const banner = startBanner("SSH-2.0-sockpool-test\r\n");
     try {
-      const { conn } = await socksConnect(handle.socksPort, "127.0.0.1", banner.port);
+      const { conn } = await open(handle, "127.0.0.1", banner.port);
       expect(text(await conn.read(23))).toBe("SSH-2.0-sockpool-test\r\n");
       await conn.write("and then echo");
       expect(text(await conn.read(13))).toBe("and then echo");
@@ -84,13 +97,13 @@ describe.each(STRATEGIES)("relay through SOCKS5, pool strategy %s", (strategy) =
   });
 
   test("half-close: client data + FIN reach the target, its full answer comes back, then EOF", async () => {
-    const handle = await startTestProxy({ pool: { strategy } });
+    const handle = await startTestProxy({ pool: { strategy }, ...listeners });
     const seed = testSeed(`half-close ${strategy}`);
     const trailer = new Uint8Array(300 * 1024);
     new Prng(seed).fill(trailer);
     const target = startAnswerAfterFin(trailer);
     try {
-      const { conn } = await socksConnect(handle.socksPort, "127.0.0.1", target.port);
+      const { conn } = await open(handle, "127.0.0.1", target.port);
       const request = new Uint8Array(MIB + 17);
       new Prng(seed ^ 0xabcdef).fill(request);
       await conn.write(request);
@@ -118,11 +131,11 @@ describe.each(STRATEGIES)("relay through SOCKS5, pool strategy %s", (strategy) =
   });
 
   test("half-close the other way: the target's FIN reaches the client, client→target keeps flowing", async () => {
-    const handle = await startTestProxy({ pool: { strategy } });
+    const handle = await startTestProxy({ pool: { strategy }, ...listeners });
     const seed = testSeed(`reverse half-close ${strategy}`);
     const target = startBulk(2 * MIB, seed); // sends 2 MiB then FIN, digests until our FIN
     try {
-      const { conn } = await socksConnect(handle.socksPort, "127.0.0.1", target.port);
+      const { conn } = await open(handle, "127.0.0.1", target.port);
       const received = await digestToEnd(conn); // the target's FIN arrived: EOF for us
       // Our direction is still open: send after the peer's FIN.
       const sent = await sendGenerated(conn, 3 * MIB, seed + 99);
@@ -142,13 +155,13 @@ describe.each(STRATEGIES)("relay through SOCKS5, pool strategy %s", (strategy) =
   });
 
   test("64 MiB full duplex, sha256 checked both ways", async () => {
-    const handle = await startTestProxy({ pool: { strategy } });
+    const handle = await startTestProxy({ pool: { strategy }, ...listeners });
     const totalBytes = 64 * MIB;
     const seed = testSeed(`full duplex ${strategy}`);
     const target = startBulk(totalBytes, seed);
     try {
       const started = performance.now();
-      const { conn } = await socksConnect(handle.socksPort, "127.0.0.1", target.port);
+      const { conn } = await open(handle, "127.0.0.1", target.port);
       const receiving = digestToEnd(conn, 60_000);
       const sent = await sendGenerated(conn, totalBytes, seed ^ 0x7777_7777, 60_000);
       await conn.shutdownAfterFlush(60_000);
@@ -174,14 +187,14 @@ describe.each(STRATEGIES)("relay through SOCKS5, pool strategy %s", (strategy) =
   }, 60_000);
 
   test("500 concurrent connections each echo a message", async () => {
-    const handle = await startTestProxy({ pool: { strategy } });
+    const handle = await startTestProxy({ pool: { strategy }, ...listeners });
     const echo = startEcho();
     const count = 500;
     try {
       const conns: Conn[] = [];
       // Open all of them first, so all 500 are relaying at the same time.
       const opened = await Promise.all(
-        Array.from({ length: count }, () => socksConnect(handle.socksPort, "127.0.0.1", echo.port)),
+        Array.from({ length: count }, () => open(handle, "127.0.0.1", echo.port)),
       );
       for (const { conn } of opened) conns.push(conn);
       expect(handle.proxy.stats().connections_open).toBe(count);
@@ -216,6 +229,7 @@ describe.each(STRATEGIES)("relay through SOCKS5, pool strategy %s", (strategy) =
     const slotBytes = 16 * 1024;
     const backlogBytesMax = 64 * 1024;
     const handle = await startTestProxy({
+      ...listeners,
       pool: { strategy, slots: 64, slot_bytes: slotBytes },
       relay: { backlog_bytes_max: backlogBytesMax },
     });
@@ -231,7 +245,7 @@ describe.each(STRATEGIES)("relay through SOCKS5, pool strategy %s", (strategy) =
       maxBacklogBytes = Math.max(maxBacklogBytes, stats.backlog_bytes);
     }, 2);
     try {
-      const { conn } = await socksConnect(handle.socksPort, "127.0.0.1", target.port);
+      const { conn } = await open(handle, "127.0.0.1", target.port);
       conn.pause(); // stop reading: the proxy's writes to us fill the kernel, then its backlog
       const upstream = target.conns[0]!;
       const stalledAt = await waitForStall(
@@ -278,6 +292,7 @@ describe.each(STRATEGIES)("relay through SOCKS5, pool strategy %s", (strategy) =
     const slotBytes = 16 * 1024;
     const backlogBytesMax = 64 * 1024; // 4 slots each: 8 readers would need 32 of the 16
     const handle = await startTestProxy({
+      ...listeners,
       pool: { strategy, slots, slot_bytes: slotBytes, local_batch: 4 },
       relay: { backlog_bytes_max: backlogBytesMax },
     });
@@ -292,7 +307,7 @@ describe.each(STRATEGIES)("relay through SOCKS5, pool strategy %s", (strategy) =
     try {
       const conns: Conn[] = [];
       for (let index = 0; index < readers; index++) {
-        const { conn } = await socksConnect(handle.socksPort, "127.0.0.1", target.port);
+        const { conn } = await open(handle, "127.0.0.1", target.port);
         conn.pause();
         conns.push(conn);
       }

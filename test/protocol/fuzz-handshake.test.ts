@@ -139,6 +139,8 @@ function viewOf(step: Exclude<FrontStep, { kind: "need-more" }>): StepView {
       };
     case "login":
       throw new Error("the fuzzed checks are synchronous: no login step expected");
+    case "associate":
+      throw new Error("the fuzzed handshake does not serve UDP: no associate step expected");
   }
 }
 

@@ -9,6 +9,7 @@ import {
   HttpConnectFront,
   httpStatusForReply,
 } from "../../src/protocol/http-connect.ts";
+import { dialFailure, handshakeFailure } from "../../src/protocol/failures.ts";
 import type { LoginVerdict } from "../../src/protocol/socks-handshake.ts";
 
 const bytes = (text: string) => new TextEncoder().encode(text);
@@ -187,9 +188,22 @@ describe("HttpConnectFront", () => {
     expect([0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x08].map(httpStatusForReply)).toEqual([
       502, 403, 502, 502, 502, 504, 400,
     ]);
-    expect(text(new HttpConnectFront(null, MAX).dialFailed(0x06))).toStartWith(
+    const front = new HttpConnectFront(null, MAX);
+    expect(text(front.dialFailed(dialFailure("ETIMEDOUT")))).toStartWith(
       "HTTP/1.1 504 Gateway Timeout\r\n",
     );
+    expect(text(front.dialFailed(dialFailure("ECONNREFUSED")))).toStartWith("HTTP/1.1 502 ");
+    expect(text(front.dialFailed(handshakeFailure("ACCESS_DENIED")))).toStartWith("HTTP/1.1 403 ");
+    // Out of descriptors is the proxy's own limit, not the destination's fault: 503.
+    expect(text(front.dialFailed(dialFailure("EMFILE")))).toStartWith(
+      "HTTP/1.1 503 Service Unavailable\r\n",
+    );
+  });
+
+  test("describe() names a response by its status, for the log and the counters", () => {
+    const front = new HttpConnectFront(null, MAX);
+    expect(front.describe(front.succeeded({ host: "0.0.0.0", port: 0 }))).toEqual({ status: 200 });
+    expect(front.describe(encodeHttpResponse(407))).toEqual({ status: 407 });
   });
 });
 

@@ -40,6 +40,8 @@ function view(step: FrontStep): unknown {
       return { refuse: step.code, reply: step.reply === null ? null : toHex(step.reply) };
     case "login":
       return { login: step.consumed };
+    case "associate":
+      return { associate: step.client, user: step.user, consumed: step.consumed };
   }
 }
 
@@ -116,10 +118,29 @@ describe("Socks5Handshake", () => {
     expect(JSON.stringify(last)).not.toContain("s3cret");
   });
 
+  test("UDP ASSOCIATE when served: an associate step with the declared address, and the user", () => {
+    const request = fromHex("05 03 00 01 00000000 1f91"); // 0.0.0.0:8081
+    const open = run(new Socks5Handshake(null, { udp: true }), concat(GREETING_NO_AUTH, request));
+    expect(view(open.at(-1)!)).toEqual({
+      associate: { host: "0.0.0.0", port: 8081 },
+      user: undefined,
+      consumed: 10,
+    });
+    const authed = run(
+      new Socks5Handshake(alice, { udp: true }),
+      concat(GREETING_PASSWORD, LOGIN_ALICE, request),
+    );
+    expect(view(authed.at(-1)!)).toEqual({
+      associate: { host: "0.0.0.0", port: 8081 },
+      user: "alice",
+      consumed: 10,
+    });
+  });
+
   test.each([
     ["BIND", "05 02 00 01 7f000001 0050", "COMMAND_NOT_SUPPORTED", "05 07 00 01 00000000 0000"],
     [
-      "UDP ASSOCIATE",
+      "UDP ASSOCIATE (not served: udp.enabled is off)",
       "05 03 00 01 7f000001 0050",
       "COMMAND_NOT_SUPPORTED",
       "05 07 00 01 00000000 0000",
@@ -164,7 +185,9 @@ describe("Socks5Handshake", () => {
     expect(toHex(handshake.succeeded({ host: "127.0.0.1", port: 40000 }))).toBe(
       "05 00 00 01 7f 00 00 01 9c 40",
     );
-    expect(toHex(handshake.dialFailed(0x05))).toBe("05 05 00 01 00 00 00 00 00 00");
+    expect(toHex(handshake.dialFailed({ reply: 0x05, outcome: "refused" }))).toBe(
+      "05 05 00 01 00 00 00 00 00 00",
+    );
   });
 
   test("feeding after the handshake ended is a bug, and says so", () => {

@@ -24,6 +24,7 @@ function harness() {
     clock: { now: performance.now() },
     access: new AccessPolicy(config.access, []),
     handshakeSlots: { held: 0, max: 4 },
+    udpSlots: { held: 0, max: 4 },
     clients: new ClientTable(createClientTableMemory(16), config.clients),
     forget: (connection) => forgotten.push(connection),
     counters: WorkerCounters.detached(),

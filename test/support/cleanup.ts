@@ -4,6 +4,7 @@ import { closeOpenConns } from "./conn.ts";
 import { closeOpenProxies } from "./proxy.ts";
 import { killChildren } from "./proxy-process.ts";
 import { closeOpenTargets } from "./targets.ts";
+import { closeOpenUdpSockets } from "./udp.ts";
 
 /** Closes every proxy, target, socket and child process a test left open. For afterAll. */
 export async function cleanup(): Promise<void> {
@@ -11,4 +12,5 @@ export async function cleanup(): Promise<void> {
   closeOpenConns();
   await closeOpenProxies();
   closeOpenTargets();
+  closeOpenUdpSockets();
 }

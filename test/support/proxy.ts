@@ -5,6 +5,12 @@ import { type Config, parseConfig } from "../../src/config/schema.ts";
 import { createLogger, type Logger, type LogLevel } from "../../src/log.ts";
 import { type BufferPool, createPool } from "../../src/pool/index.ts";
 import { type ProxyServer, startProxy } from "../../src/proxy/server.ts";
+import {
+  type CounterTotals,
+  createCounterMemory,
+  readCounters,
+  WorkerCounters,
+} from "../../src/stats/counters.ts";
 import { DEADLINE_MS, waitFor, withDeadline } from "./wait.ts";
 
 export type LogRecord = Record<string, unknown> & { msg?: string; level?: string };
@@ -17,6 +23,10 @@ export interface TestProxy {
   readonly logs: LogRecord[];
   readonly socksPort: number;
   readonly forwardPorts: number[];
+  /** The [[http]] listeners' bound ports, in order. */
+  readonly httpPorts: number[];
+  /** The proxy's counters (src/stats/counters.ts), summed, as the admin API would read them. */
+  counters(): CounterTotals;
   /** The `connection` lines. */
   connectionLogs(): LogRecord[];
   /** Waits for a `connection` line matching `match` and returns it. */
@@ -29,8 +39,13 @@ export interface TestConfig {
   server?: Record<string, unknown>;
   socks?: Record<string, unknown>;
   forward?: { listen?: string; target: string }[];
-  relay?: Record<string, unknown>;
+  /** [[http]] listeners; listen defaults to 127.0.0.1:0. */
+  http?: { listen?: string; auth?: string }[];
+  /** [udp]: SOCKS5 UDP ASSOCIATE. */
+  udp?: Record<string, unknown>;
+  /** [upstream]: the dial's connect and DNS timeouts. */
   upstream?: Record<string, unknown>;
+  relay?: Record<string, unknown>;
   pool?: Record<string, unknown>;
   access?: Record<string, unknown>;
   clients?: Record<string, unknown>;
@@ -71,8 +86,10 @@ export async function startTestProxy(input: TestConfig = {}): Promise<TestProxy>
     },
     socks: { listen: "127.0.0.1:0", ...input.socks },
     forward: (input.forward ?? []).map((entry) => ({ listen: "127.0.0.1:0", ...entry })),
-    relay: input.relay ?? {},
+    http: (input.http ?? []).map((entry) => ({ listen: "127.0.0.1:0", ...entry })),
+    udp: input.udp ?? {},
     upstream: input.upstream ?? {},
+    relay: input.relay ?? {},
     pool: { slots: 1024, checked: true, ...input.pool },
     access: input.access ?? {},
     clients: input.clients ?? {},
@@ -86,10 +103,12 @@ export async function startTestProxy(input: TestConfig = {}): Promise<TestProxy>
     local_batch: config.pool.local_batch,
   });
   const { log, logs } = capturingLogger("info");
+  const counterMemory = createCounterMemory(1);
   const proxy = await startProxy({
     config,
     pool,
     log,
+    counters: new WorkerCounters(counterMemory, 0),
     ...(input.telemetry === undefined ? {} : { telemetry: input.telemetry }),
   });
   const socks = proxy.listeners.find((listener) => listener.kind === "socks");
@@ -103,7 +122,11 @@ export async function startTestProxy(input: TestConfig = {}): Promise<TestProxy>
     forwardPorts: proxy.listeners
       .filter((listener) => listener.kind === "forward")
       .map((listener) => listener.port),
+    httpPorts: proxy.listeners
+      .filter((listener) => listener.kind === "http")
+      .map((listener) => listener.port),
     connectionLogs,
+    counters: () => readCounters(counterMemory).total,
     async waitForConnectionLog(match, what) {
       let found: LogRecord | undefined;
       await waitFor(
