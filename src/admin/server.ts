@@ -72,6 +72,12 @@ function integerParam(url: URL, name: string, fallback: number): number | null {
   return Number(raw);
 }
 
+/** The request's URL. A request with no Host header (HTTP/1.0, as HAProxy's `option httpchk` sends
+ *  by default) gets a relative `request.url` from Bun ("/readyz"), which `new URL()` alone rejects. */
+export function requestUrl(request: Request): URL {
+  return new URL(request.url, "http://host.invalid");
+}
+
 function sha256(text: string): Buffer {
   return createHash("sha256").update(text).digest();
 }
@@ -91,7 +97,7 @@ export function bearerCheck(token: string | undefined): (request: Request) => bo
   return (request) => {
     const header = request.headers.get("authorization") ?? "";
     if (matches(/^Bearer +(\S+) *$/i.exec(header)?.[1])) return true;
-    const url = new URL(request.url);
+    const url = requestUrl(request);
     return url.pathname === "/" && matches(url.searchParams.get("token") ?? undefined);
   };
 }
@@ -183,7 +189,7 @@ export function adminHandler(
         "www-authenticate": 'Bearer realm="sockpool"',
       });
     }
-    const url = new URL(request.url);
+    const url = requestUrl(request);
     const route = routes.get(url.pathname);
     if (route === undefined) return text(404, `not found: ${url.pathname}`);
     if (request.method !== "GET" && request.method !== "HEAD") {

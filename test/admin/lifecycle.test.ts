@@ -197,6 +197,22 @@ describe("/readyz", () => {
     expect(await withDeadline(proxy.process.exited, 15_000, "the proxy to exit")).toBe(0);
     echo.close();
   });
+
+  test("answers a balancer's HTTP/1.0 check with no Host header (HAProxy's option httpchk)", async () => {
+    // Bun gives such a request a relative url ("/readyz"); the admin API must still route it.
+    const proxy = await spawnProxy(["--socks", "127.0.0.1:0", "--workers", "1"]);
+    try {
+      const colon = proxy.admin.lastIndexOf(":");
+      for (const path of ["/readyz", "/healthz", "/api/status?x=1"]) {
+        const conn = await connectTcp("127.0.0.1", Number(proxy.admin.slice(colon + 1)));
+        await conn.write(`GET ${path} HTTP/1.0\r\n\r\n`);
+        const answer = new TextDecoder().decode(await conn.readToEnd());
+        expect(answer.split("\r\n")[0]).toBe("HTTP/1.1 200 OK");
+      }
+    } finally {
+      await proxy.stop();
+    }
+  });
 });
 
 describe("telemetry events", () => {
