@@ -157,9 +157,18 @@ export function adminRoutes(sources: AdminSources, log: Logger): Map<string, Rou
       "/metrics",
       async () => {
         const snapshots = await takeSnapshots(sources);
-        if (snapshots.silent.length > 0) {
+        // A Worker not listening yet (starting, or restarting after a crash) has nothing to say:
+        // routine when a scraper meets a (re)start. One listening and silent is worth a warning.
+        const up = new Set(
+          sources.workers
+            .workerStates()
+            .filter((state) => state.up)
+            .map((state) => state.worker),
+        );
+        const stuck = snapshots.silent.filter((worker) => up.has(worker));
+        if (stuck.length > 0) {
           log.warn("admin: workers did not answer in time; their numbers are missing", {
-            workers: snapshots.silent.join(","),
+            workers: stuck.join(","),
           });
         }
         return new Response(renderMetrics(sources, snapshots), {
