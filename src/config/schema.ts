@@ -67,6 +67,13 @@ const serverEntries = {
     timeoutMs(LIMITS.timeouts.shutdown, "closes them at once"),
     10_000,
   ),
+  /** On SIGTERM/SIGINT, how long the listeners keep accepting while /readyz already answers 503,
+   *  before they close and the drain begins: time for a load balancer's health check to take the
+   *  instance out of rotation first. */
+  drain_delay_ms: v.optional(
+    timeoutMs(LIMITS.timeouts.drain_delay, "closes the listeners at once"),
+    0,
+  ),
   pool: v.optional(table(upstreamPoolEntries), {}),
 };
 

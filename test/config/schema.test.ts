@@ -23,6 +23,7 @@ describe("defaults", () => {
         share_port: false,
         connections_max: 10_000,
         shutdown_timeout_ms: 10_000,
+        drain_delay_ms: 0,
         // [server.pool], RustSocks' defaults
         pool: {
           enabled: false,

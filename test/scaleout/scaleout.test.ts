@@ -40,7 +40,9 @@ describe("two sockpools behind HAProxy, scraped by Prometheus", () => {
       const figures = await result();
       const restart = phase(figures, `restart ${instance}`);
       expect(restart.errors).toEqual([]);
-      expect(restart.failed).toBe(0);
+      // retries: connects HAProxy had to try again because the instance refused them (its
+      // listeners closed before HAProxy's check saw 503); server.drain_delay_ms makes them 0.
+      expect(restart).toMatchObject({ failed: 0, retries: 0 });
       expect(restart.made).toBeGreaterThan(0);
       const step = figures.restarts.find((entry) => entry.instance === instance);
       expect(step?.code).toBe(0);

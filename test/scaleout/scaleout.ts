@@ -52,7 +52,7 @@ export const DEFAULT_OPTIONS: ScaleoutOptions = {
   holdMs: 800,
   workers: 1,
   phaseMs: 1_000,
-  drainDelayMs: null,
+  drainDelayMs: 1_000,
   proxyProtocol: false,
 };
 
