@@ -40,7 +40,7 @@ export interface InstanceOptions {
   workers: number;
   /** `server.drain_delay_ms`: how long after SIGTERM the listeners keep accepting (null: unset). */
   drainDelayMs: number | null;
-  /** `socks.proxy_protocol` with `trusted_proxies = [BALANCER_SOURCE]` (null: unset). */
+  /** `socks.proxy_protocol` with `server.trusted_proxies = [BALANCER_SOURCE]`. */
   proxyProtocol: boolean;
 }
 
@@ -77,12 +77,11 @@ export class Instance {
       `workers = ${workers}`,
       "shutdown_timeout_ms = 5000",
       ...(drainDelayMs === null ? [] : [`drain_delay_ms = ${drainDelayMs}`]),
+      ...(proxyProtocol ? [`trusted_proxies = ["${BALANCER_SOURCE}/32"]`] : []),
       "",
       "[socks]",
       `listen = "127.0.0.1:${this.socksPort}"`,
-      ...(proxyProtocol
-        ? ["proxy_protocol = true", `trusted_proxies = ["${BALANCER_SOURCE}/32"]`]
-        : []),
+      ...(proxyProtocol ? ["proxy_protocol = true"] : []),
       "",
       "[relay]",
       `idle_timeout_ms = ${idleMs}`,
