@@ -165,23 +165,38 @@ export function sumFamily(exposition: string, family: string): number {
 
 // ── HAProxy ──
 
+/** One server line: its traffic port, and the admin port its health check asks for /readyz
+ *  (none: no health check). */
+export interface BalancerServer {
+  name: string;
+  port: number;
+  checkPort?: number;
+}
+
 export interface BalancerOptions {
   dir: string;
-  instances: readonly Instance[];
-  /** `send-proxy-v2` on each server line (the instances then expect the header). */
-  sendProxy: boolean;
+  servers: readonly BalancerServer[];
+  /** `send-proxy` (v1) or `send-proxy-v2` on each server line; null for none. */
+  sendProxy: "v1" | "v2" | null;
+}
+
+/** A sockpool instance as a server line, checked on its admin port. */
+export function serverOf(instance: Instance): BalancerServer {
+  return { name: instance.name, port: instance.socksPort, checkPort: instance.adminPort };
 }
 
 /** The HAProxy configuration the test uses (the README shows the same). */
 export function haproxyConfig(
   frontendPort: number,
   statsPort: number,
-  instances: readonly Instance[],
-  sendProxy: boolean,
+  servers: readonly BalancerServer[],
+  sendProxy: "v1" | "v2" | null,
 ): string {
-  const servers = instances.map(
-    (instance) =>
-      `  server ${instance.name} 127.0.0.1:${instance.socksPort} check port ${instance.adminPort}${sendProxy ? " send-proxy-v2" : ""}`,
+  const proxyKeyword =
+    sendProxy === null ? "" : sendProxy === "v1" ? " send-proxy" : " send-proxy-v2";
+  const lines = servers.map(
+    (server) =>
+      `  server ${server.name} 127.0.0.1:${server.port}${server.checkPort === undefined ? "" : ` check port ${server.checkPort}`}${proxyKeyword}`,
   );
   return [
     "global",
@@ -203,7 +218,7 @@ export function haproxyConfig(
     "  option httpchk GET /readyz", // 200 while serving; 503 from SIGTERM on
     `  source ${BALANCER_SOURCE}`,
     `  default-server inter ${CHECK_INTER_MS}ms fall 1 rise 1`,
-    ...servers,
+    ...lines,
     "",
     "frontend stats", // the test reads each server's state here (CSV)
     "  mode http",
@@ -231,7 +246,7 @@ export class Balancer {
     this.configPath = join(options.dir, "haproxy.cfg");
     writeFileSync(
       this.configPath,
-      haproxyConfig(this.port, this.statsPort, options.instances, options.sendProxy),
+      haproxyConfig(this.port, this.statsPort, options.servers, options.sendProxy),
     );
   }
 
@@ -253,7 +268,12 @@ export class Balancer {
     void pump(child.stdout);
     void pump(child.stderr);
     await this.waitForStates(
-      Object.fromEntries(this.options.instances.map((instance) => [instance.name, "UP"])),
+      Object.fromEntries(
+        this.options.servers.map((server) => [
+          server.name,
+          server.checkPort === undefined ? "no check" : "UP",
+        ]),
+      ),
     );
   }
 

@@ -25,6 +25,7 @@ import {
   Load,
   type PhaseCount,
   Prometheus,
+  serverOf,
   sumFamily,
   type Troubles,
 } from "./cluster.ts";
@@ -106,7 +107,11 @@ export async function runScaleout(options: ScaleoutOptions): Promise<ScaleoutRes
         proxyProtocol: options.proxyProtocol,
       }),
   );
-  const balancer = new Balancer({ dir, instances, sendProxy: options.proxyProtocol });
+  const balancer = new Balancer({
+    dir,
+    servers: instances.map(serverOf),
+    sendProxy: options.proxyProtocol ? "v2" : null,
+  });
   const prometheus = new Prometheus(dir, instances);
   const load = new Load(
     balancer.port,
