@@ -29,6 +29,8 @@ function harness() {
     forget: (connection) => forgotten.push(connection),
     counters: WorkerCounters.detached(),
     worker: 0,
+    trustedProxies: [],
+    admitClient: () => null,
   };
   return { ctx, logs, forgotten, pool };
 }
