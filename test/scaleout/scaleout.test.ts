@@ -34,6 +34,13 @@ describe("two sockpools behind HAProxy, scraped by Prometheus", () => {
     expect(figures.served.s2).toBeGreaterThan(0);
   });
 
+  test("each instance logs the real client address (PROXY protocol v2 from HAProxy)", async () => {
+    const figures = await result();
+    expect(figures.addresses.sampled).toBeGreaterThan(0);
+    expect(figures.addresses.missing).toEqual([]);
+    expect(figures.addresses.found).toBe(figures.addresses.sampled);
+  });
+
   test.each(["s1", "s2"])(
     "a rolling restart of %s under load loses no connection",
     async (instance) => {

@@ -54,7 +54,7 @@ export const DEFAULT_OPTIONS: ScaleoutOptions = {
   workers: 1,
   phaseMs: 1_000,
   drainDelayMs: 1_000,
-  proxyProtocol: false,
+  proxyProtocol: true,
 };
 
 export interface PhaseResult extends PhaseCount, Troubles {
