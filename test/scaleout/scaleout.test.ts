@@ -5,9 +5,13 @@
 
 import { afterAll, describe, expect, test } from "bun:test";
 import { cleanup } from "../support/cleanup.ts";
+import { killOthers } from "./cluster.ts";
 import { DEFAULT_OPTIONS, runScaleout, type ScaleoutResult, summary } from "./scaleout.ts";
 
-afterAll(cleanup);
+afterAll(async () => {
+  killOthers(); // HAProxy and Prometheus, if a failure left them (the run stops them itself)
+  await cleanup();
+});
 
 let run: Promise<ScaleoutResult> | null = null;
 const result = () => {

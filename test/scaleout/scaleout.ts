@@ -94,8 +94,12 @@ export interface ScaleoutResult {
 
 export const PROMETHEUS_QUERY = "sum(sockpool_connections_total)";
 
+/** The temporary directories of runs in progress (removed by Ctrl-C too). */
+const runDirs = new Set<string>();
+
 export async function runScaleout(options: ScaleoutOptions): Promise<ScaleoutResult> {
   const dir = mkdtempSync(join(tmpdir(), "sockpool-scaleout-"));
+  runDirs.add(dir);
   const echo = startEcho();
   const instances = ["s1", "s2"].map(
     (name) =>
@@ -250,6 +254,7 @@ export async function runScaleout(options: ScaleoutOptions): Promise<ScaleoutRes
     closeOpenConns();
     echo.close();
     rmSync(dir, { recursive: true, force: true });
+    runDirs.delete(dir);
   }
 }
 
@@ -311,7 +316,10 @@ if (import.meta.main) {
   const { options, json } = parseArgs(process.argv.slice(2));
   process.on("SIGINT", () => {
     killOthers();
-    void killChildren().finally(() => process.exit(130));
+    void killChildren().finally(() => {
+      for (const dir of runDirs) rmSync(dir, { recursive: true, force: true });
+      process.exit(130);
+    });
   });
   try {
     const result = await runScaleout(options);
