@@ -334,7 +334,12 @@ export const CONFIG_SECTIONS: readonly {
     required: ["username", "password or password_hash"],
   },
   { name: "upstream", array: false, keys: Object.keys(upstreamEntries) },
-  { name: "forward", array: true, keys: Object.keys(forwardEntries) },
+  {
+    name: "forward",
+    array: true,
+    keys: Object.keys(forwardEntries),
+    required: ["listen", "target"],
+  },
   { name: "http", array: true, keys: Object.keys(httpEntries), required: ["listen"] },
   { name: "udp", array: false, keys: Object.keys(udpEntries) },
   { name: "relay", array: false, keys: Object.keys(relayEntries) },
