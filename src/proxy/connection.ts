@@ -61,8 +61,8 @@ import { Pipe, type PipeOwner } from "./relay.ts";
 import { openAssociation, type UdpAssociation } from "./udp-association.ts";
 import type { ListenerInfo } from "./server.ts";
 
-/** "udp": a UDP ASSOCIATE's control connection, kept open while its association relays. */
-/** "proxy": reading the PROXY protocol header, before the front. */
+/** "proxy": reading the PROXY protocol header, before the front. "udp": a UDP ASSOCIATE's control
+ *  connection, kept open while its association relays. */
 export type Stage = "proxy" | "front" | "dial" | "relay" | "udp" | "closed";
 
 /** A coarse clock the sweeper advances each tick, so the hot path never reads the time. It lags
@@ -141,7 +141,8 @@ export class Connection implements PipeOwner, UpstreamOwner {
   private proxyPeer: string | undefined;
   /** A forward's target, kept while its PROXY header is read. */
   private forwardTarget: DialRequest | undefined;
-  /** Why the connection was refused before the front, when the outcome alone does not say. */
+  /** Why the connection was refused before the front, when the outcome alone does not say, and
+   *  the parser's own words for a malformed PROXY header (both logged). */
   private reason: string | undefined;
   private detail: string | undefined;
   /** The failure answer the client got (a SOCKS reply byte or an HTTP status), for the log. */
