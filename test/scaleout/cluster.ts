@@ -501,6 +501,39 @@ export class Load {
     this.loops = [];
   }
 
+  /**
+   * One connection through HAProxy that stays open `holdMs` before its echo, counted toward the
+   * current phase like the loops' own: `open` settles once the SOCKS5 CONNECT has succeeded (or
+   * failed), `done` once it has been counted. A stop that follows `open` must drain it.
+   */
+  held(holdMs: number): { open: Promise<void>; done: Promise<void> } {
+    const count = this.count(this.phase);
+    let opened: () => void = () => {};
+    const open = new Promise<void>((resolve) => {
+      opened = resolve;
+    });
+    const done = (async () => {
+      let conn: Conn | null = null;
+      try {
+        ({ conn } = await socksConnect(this.balancerPort, "127.0.0.1", this.targetPort));
+        opened();
+        await Bun.sleep(holdMs);
+        await conn.write("held connection");
+        const echoed = new TextDecoder().decode(await conn.read(15, 5_000));
+        if (echoed !== "held connection")
+          throw new Error(`echo mismatch: ${JSON.stringify(echoed)}`);
+        count.made++;
+      } catch (error) {
+        count.failed++;
+        if (count.errors.length < 5) count.errors.push(`held: ${(error as Error).message}`);
+      } finally {
+        opened();
+        conn?.end();
+      }
+    })();
+    return { open, done };
+  }
+
   private async loop(index: number): Promise<void> {
     let sequence = 0;
     while (this.running) {

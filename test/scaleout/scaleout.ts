@@ -160,6 +160,10 @@ export async function runScaleout(options: ScaleoutOptions): Promise<ScaleoutRes
     // 2. Rolling restart: SIGTERM (readyz 503, the drain, exit), start again, wait until up.
     for (const instance of instances) {
       await phase(`restart ${instance.name}`, async () => {
+        // Connections that outlive the drain delay: the stop must let them finish. Round robin
+        // sends about half of them to this instance.
+        const held = Array.from({ length: 4 }, () => load.held((options.drainDelayMs ?? 0) + 500));
+        await Promise.all(held.map((connection) => connection.open));
         const status = JSON.parse((await instance.get("/api/status")).body) as {
           connections_open: number;
         };
@@ -172,6 +176,7 @@ export async function runScaleout(options: ScaleoutOptions): Promise<ScaleoutRes
         const downMs = await down;
         await instance.start();
         await balancer.waitForStates({ [instance.name]: "UP" }, 20_000);
+        await Promise.all(held.map((connection) => connection.done));
         restarts.push({
           instance: instance.name,
           down_ms: Math.round(downMs),
