@@ -98,7 +98,12 @@ export interface ConnectionContext {
   /** Takes a per-client place for a client a PROXY header named (counted and logged as at accept
    *  when refused); null when admitted. */
   readonly admitClient: (host: string | undefined) => ClientRefusal | null;
+  /** Counts and reports a connection a proxy_protocol listener refused (`peer`: its socket's IP). */
+  readonly proxyRefused: (reason: ProxyRefusal, peer: string | undefined) => void;
 }
+
+/** Why a listener with proxy_protocol closed a connection before its front (its log line's reason). */
+export type ProxyRefusal = "untrusted_proxy" | "bad_proxy_header" | "no_proxy_header";
 
 const NO_DEADLINE = Number.POSITIVE_INFINITY;
 
@@ -192,7 +197,7 @@ export class Connection implements PipeOwner, UpstreamOwner {
     if (this.stage === "proxy") {
       // Only a trusted balancer may name the client; anyone else is closed before a byte is read.
       if (!addressInNetworks(this.ctx.trustedProxies, this.clientHost)) {
-        this.reason = "untrusted_proxy";
+        this.proxyRefused("untrusted_proxy");
         this.close("bad_request");
         return;
       }
@@ -221,8 +226,8 @@ export class Connection implements PipeOwner, UpstreamOwner {
       return;
     }
     if (read.kind === "invalid") {
-      this.reason = "bad_proxy_header";
       this.detail = read.reason;
+      this.proxyRefused("bad_proxy_header");
       this.close("bad_request");
       return;
     }
@@ -247,6 +252,12 @@ export class Connection implements PipeOwner, UpstreamOwner {
       if (read.rest.length > 0) this.up.data(read.rest); // early data, queued until the dial
       void this.dial(this.forwardTarget!);
     }
+  }
+
+  /** Stage 0 refuses: the reason goes on the log line, and server.ts counts and reports it. */
+  private proxyRefused(reason: ProxyRefusal): void {
+    this.reason = reason;
+    this.ctx.proxyRefused(reason, this.clientHost);
   }
 
   // ── 1. front ─────────────────────────────────────────────────────────────────────────────────
@@ -547,7 +558,7 @@ export class Connection implements PipeOwner, UpstreamOwner {
    *  `idleAfterMs` is idle_timeout_ms plus the coarse clock's lag; 0 disables the idle timeout. */
   sweep(now: number, idleAfterMs: number): void {
     if (now >= this.handshakeDeadline) {
-      if (this.stage === "proxy") this.reason = "no_proxy_header";
+      if (this.stage === "proxy") this.proxyRefused("no_proxy_header");
       this.refuse("HANDSHAKE_TIMEOUT", null);
     } else if (now >= this.connectDeadline) this.dialFailed("ETIMEDOUT");
     else if (now >= this.finDeadline) this.close("fin_timeout");

@@ -36,6 +36,7 @@ import {
   type ConnectionContext,
   clientEvents,
   logUnexpected,
+  type ProxyRefusal,
 } from "./connection.ts";
 import { passwordCheck } from "./credentials.ts";
 import { describeListenFailure } from "../port-probe.ts";
@@ -132,6 +133,13 @@ const CLIENT_REFUSAL_MESSAGES: Record<ClientRefusal, string> = {
   client_blocked: "connection refused: client blocked after too many failed logins",
 };
 
+const PROXY_REFUSAL_MESSAGES: Record<ProxyRefusal, string> = {
+  untrusted_proxy:
+    "connection refused: a PROXY header is expected from server.trusted_proxies only",
+  bad_proxy_header: "connection refused: malformed PROXY header",
+  no_proxy_header: "connection refused: no PROXY header within handshake_timeout_ms",
+};
+
 const noFront = (): null => null; // a forward listener relays from the first byte
 
 /** Sweeps often enough to honour the shortest configured timeout within about a quarter of it. */
@@ -188,6 +196,26 @@ export async function startProxy(options: ProxyOptions): Promise<ProxyServer> {
     const count = clients.refused[reason];
     if (count !== 1 && count % 1000 !== 0) return;
     log.warn(CLIENT_REFUSAL_MESSAGES[reason], { client: host, reason, refused: count });
+  }
+
+  /** A connection a proxy_protocol listener refused (connection.ts): a warning on the 1st of each
+   *  reason and every 1000th (its own connection line says the rest), and an event for the admin
+   *  API: a balancer missing from server.trusted_proxies, or one not sending the header, shows. */
+  const proxyRefusals: Record<ProxyRefusal, number> = {
+    untrusted_proxy: 0,
+    bad_proxy_header: 0,
+    no_proxy_header: 0,
+  };
+  function proxyRefused(reason: ProxyRefusal, peer: string | undefined): void {
+    const count = ++proxyRefusals[reason];
+    const message = PROXY_REFUSAL_MESSAGES[reason];
+    telemetry.emit({
+      kind: "proxy_header_refused",
+      level: "warn",
+      message,
+      fields: { reason, peer: peer ?? "unknown", refused: count },
+    });
+    if (count === 1 || count % 1000 === 0) log.warn(message, { peer, reason, refused: count });
   }
 
   /** A client refused under connections_max: counted; logged on the 1st and every 1000th; an
@@ -430,6 +458,7 @@ export async function startProxy(options: ProxyOptions): Promise<ProxyServer> {
     ...(upstreamPool === null ? {} : { upstreamPool }),
     trustedProxies: networksOf(config.server.trusted_proxies),
     admitClient: admitter(clients),
+    proxyRefused,
   };
   // A forward listener's target is known from the start: keep it warm from now on.
   if (upstreamPool !== null) {

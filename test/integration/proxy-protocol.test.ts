@@ -7,6 +7,7 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import type { TelemetryInput } from "../../src/admin/types.ts";
 import { parseConfig } from "../../src/config/schema.ts";
 import { encodeProxyV1, encodeProxyV2 } from "../../src/protocol/proxy-header.ts";
 import { BALANCER_SOURCE, Balancer } from "../scaleout/cluster.ts";
@@ -147,7 +148,10 @@ describe("raw headers", () => {
   });
 
   test("an untrusted peer: closed before a byte is read, logged bad_request with the reason", async () => {
-    const tp = await proxyProtocolProxy({}, ["192.0.2.0/24"]);
+    const events: TelemetryInput[] = [];
+    const tp = await proxyProtocolProxy({ telemetry: { emit: (event) => events.push(event) } }, [
+      "192.0.2.0/24",
+    ]);
     try {
       const conn = await connectTcp("127.0.0.1", tp.socksPort);
       await conn.write(encodeProxyV1(CLIENT, { host: "127.0.0.1", port: tp.socksPort }));
@@ -157,6 +161,19 @@ describe("raw headers", () => {
         "the refused peer, by its own address",
       );
       expect(line).toMatchObject({ outcome: "bad_request", reason: "untrusted_proxy" });
+      // A balancer missing from trusted_proxies shows: a warning (1st and every 1000th) and an event.
+      expect(tp.logs.find((record) => record.level === "warn")).toMatchObject({
+        reason: "untrusted_proxy",
+        peer: "127.0.0.1",
+        refused: 1,
+      });
+      expect(events).toEqual([
+        expect.objectContaining({
+          kind: "proxy_header_refused",
+          level: "warn",
+          fields: { reason: "untrusted_proxy", peer: "127.0.0.1", refused: 1 },
+        }),
+      ]);
     } finally {
       await tp.close();
     }

@@ -31,6 +31,7 @@ function harness() {
     worker: 0,
     trustedProxies: [],
     admitClient: () => null,
+    proxyRefused: () => {},
   };
   return { ctx, logs, forgotten, pool };
 }
