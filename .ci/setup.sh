@@ -44,14 +44,15 @@ say "native library: $(ls zig-out/lib/libsockpool.*)"
 
 # 4. Real clients and peers, only when asked (Debian packages):
 #    --test-tools   curl, proxychains4, iperf3: the integration tests' real clients; prometheus for
-#                   promtool (checks /metrics), chromium (loads the status page headless), openssl
-#                   (a throwaway certificate for fetch through HTTP CONNECT); python3-socks (PySocks,
-#                   the UDP ASSOCIATE client; checked by import with the system python3)
+#                   promtool (checks /metrics) and the scale-out test's server, chromium (loads the
+#                   status page headless), openssl (a throwaway certificate for fetch through HTTP
+#                   CONNECT), python3-socks (PySocks, the UDP ASSOCIATE client; checked by import with
+#                   the system python3), haproxy (the scale-out and PROXY protocol tests' balancer)
 #    --bench-tools  the above, plus dante-server, microsocks, haproxy: bun run bench:e2e's peers
 want=()
 for flag in "$@"; do
   case "$flag" in
-    --test-tools) want+=(curl:curl proxychains4:proxychains4 iperf3:iperf3 promtool:prometheus chromium:chromium openssl:openssl) ;;
+    --test-tools) want+=(curl:curl proxychains4:proxychains4 iperf3:iperf3 promtool:prometheus chromium:chromium openssl:openssl haproxy:haproxy) ;;
     --bench-tools) want+=(curl:curl proxychains4:proxychains4 iperf3:iperf3 danted:dante-server microsocks:microsocks haproxy:haproxy) ;;
     *) echo "setup: unknown option $flag (expected --test-tools or --bench-tools)" >&2; exit 2 ;;
   esac

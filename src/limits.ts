@@ -133,6 +133,8 @@ export const LIMITS = {
     auth_block: { min_ms: 1, max_ms: TIMEOUT_MS_MAX },
     /** server.shutdown_timeout_ms; 0 closes connections at once. */
     shutdown: { min_ms: 0, max_ms: TIMEOUT_MS_MAX },
+    /** server.drain_delay_ms; 0 closes the listeners at once. */
+    drain_delay: { min_ms: 0, max_ms: TIMEOUT_MS_MAX },
     /** socks.handshake_timeout_ms. */
     handshake: { min_ms: 1, max_ms: TIMEOUT_MS_MAX },
     /** upstream.connect_timeout_ms. */

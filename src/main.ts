@@ -335,22 +335,41 @@ function describe(listener: ListenerInfo) {
 
 // ── stop (SIGTERM, SIGINT) ─────────────────────────────────────────────────────────────────────
 
+/** Set while the drain delay runs: ends it early (a second signal). */
+let endDrainDelay: (() => void) | null = null;
+
 async function stop(signal: string): Promise<void> {
   if (stopping) {
-    // A second signal during the drain: the operator does not want to wait.
+    // A second signal during the drain (or its delay): the operator does not want to wait.
     log.warn(`second ${signal} while stopping: closing every connection now`, {
       open_connections: supervisor.openConnectionCount(),
     });
-    supervisor.closeNow();
+    if (endDrainDelay !== null) endDrainDelay();
+    else supervisor.closeNow();
     return;
   }
   stopping = true; // from now /readyz answers 503, while the Workers drain
-  const graceMs = running.server.shutdown_timeout_ms;
+  let graceMs = running.server.shutdown_timeout_ms;
+  const delayMs = running.server.drain_delay_ms;
   log.info("stopping", {
     signal,
     open_connections: supervisor.openConnectionCount(),
     grace_ms: graceMs,
+    drain_delay_ms: delayMs > 0 ? delayMs : undefined,
   });
+  if (delayMs > 0) {
+    // The listeners keep accepting while /readyz says 503, so a load balancer's health check takes
+    // this instance out of rotation before a client can find its port closed.
+    const cut = await new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => resolve(false), delayMs);
+      endDrainDelay = () => {
+        clearTimeout(timer);
+        resolve(true);
+      };
+    });
+    endDrainDelay = null;
+    if (cut) graceMs = 0; // a second signal during the delay: close everything at once
+  }
   await supervisor.stop(graceMs);
   // Read once every Worker has stopped and flushed its cache, so a slot not free now was lost and a
   // place still counted under connections_max was never given back (the soak checks both).

@@ -72,6 +72,12 @@ function integerParam(url: URL, name: string, fallback: number): number | null {
   return Number(raw);
 }
 
+/** The request's URL. A request with no Host header (HTTP/1.0, as HAProxy's `option httpchk` sends
+ *  by default) gets a relative `request.url` from Bun ("/readyz"), which `new URL()` alone rejects. */
+export function requestUrl(request: Request): URL {
+  return new URL(request.url, "http://host.invalid");
+}
+
 function sha256(text: string): Buffer {
   return createHash("sha256").update(text).digest();
 }
@@ -91,7 +97,7 @@ export function bearerCheck(token: string | undefined): (request: Request) => bo
   return (request) => {
     const header = request.headers.get("authorization") ?? "";
     if (matches(/^Bearer +(\S+) *$/i.exec(header)?.[1])) return true;
-    const url = new URL(request.url);
+    const url = requestUrl(request);
     return url.pathname === "/" && matches(url.searchParams.get("token") ?? undefined);
   };
 }
@@ -151,9 +157,18 @@ export function adminRoutes(sources: AdminSources, log: Logger): Map<string, Rou
       "/metrics",
       async () => {
         const snapshots = await takeSnapshots(sources);
-        if (snapshots.silent.length > 0) {
+        // A Worker not listening yet (starting, or restarting after a crash) has nothing to say:
+        // routine when a scraper meets a (re)start. One listening and silent is worth a warning.
+        const up = new Set(
+          sources.workers
+            .workerStates()
+            .filter((state) => state.up)
+            .map((state) => state.worker),
+        );
+        const stuck = snapshots.silent.filter((worker) => up.has(worker));
+        if (stuck.length > 0) {
           log.warn("admin: workers did not answer in time; their numbers are missing", {
-            workers: snapshots.silent.join(","),
+            workers: stuck.join(","),
           });
         }
         return new Response(renderMetrics(sources, snapshots), {
@@ -183,7 +198,7 @@ export function adminHandler(
         "www-authenticate": 'Bearer realm="sockpool"',
       });
     }
-    const url = new URL(request.url);
+    const url = requestUrl(request);
     const route = routes.get(url.pathname);
     if (route === undefined) return text(404, `not found: ${url.pathname}`);
     if (request.method !== "GET" && request.method !== "HEAD") {

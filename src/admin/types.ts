@@ -11,6 +11,7 @@ export type TelemetryKind =
   | "worker_crashed" // a Worker died; what it held was reclaimed
   | "worker_restarted"
   | "connections_max_reached" // a client was refused at accept
+  | "proxy_header_refused" // proxy_protocol listener: an untrusted peer, or a bad or missing header
   | "config_reloaded" // SIGHUP: the new configuration applies to new connections
   | "config_rejected"; // SIGHUP: the new configuration was invalid; the old one keeps serving
 

@@ -96,6 +96,24 @@ export const FLAGS: readonly FlagDefinition[] = [
     apply: textOption(["socks", "protocol"]),
   },
   {
+    name: "proxy-protocol",
+    option: ["socks", "proxy_protocol"],
+    description:
+      "the SOCKS listener expects a PROXY protocol header (v1 or v2) first, from a --trusted-proxy",
+    apply: (draft, _value, flag) => setOption(draft, ["socks", "proxy_protocol"], true, flag),
+  },
+  {
+    name: "trusted-proxy",
+    value: "CIDR",
+    repeatable: true,
+    option: ["server", "trusted_proxies"],
+    description: "a load balancer address or network allowed to send PROXY headers; repeatable",
+    apply: (draft, value, flag) => {
+      const path = appendEntry(draft, ["server", "trusted_proxies"], value, {});
+      if (path !== undefined) draft.labels.set(path, flag);
+    },
+  },
+  {
     name: "udp",
     option: ["udp", "enabled"],
     description: "serve SOCKS5 UDP ASSOCIATE (else answered 07)",

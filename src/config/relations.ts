@@ -242,6 +242,31 @@ function httpListeners({ dataset, addIssue }: Context): void {
   });
 }
 
+/** A listener that expects PROXY headers needs someone to trust them from: with no
+ *  server.trusted_proxies every connection to it would be closed. */
+function proxyProtocolTrust({ dataset, addIssue }: Context): void {
+  const root = dataset.value as RootOutput;
+  if (!isValidAt(dataset.issues, ["server", "trusted_proxies"])) return;
+  if (root.server.trusted_proxies.length > 0) return;
+  const expecting: Keys[] = [];
+  if (root.socks.enabled && root.socks.proxy_protocol) expecting.push(["socks", "proxy_protocol"]);
+  for (const list of ["forward", "http"] as const) {
+    if (!Array.isArray(root[list])) continue;
+    root[list].forEach((entry, index) => {
+      if (entry.proxy_protocol) expecting.push([list, index, "proxy_protocol"]);
+    });
+  }
+  for (const keys of expecting) {
+    if (!isValidAt(dataset.issues, keys)) continue;
+    addIssue({
+      message:
+        "false unless server.trusted_proxies lists the load balancers' addresses (--trusted-proxy CIDR): with none, every connection to this listener would be refused",
+      input: true,
+      path: issuePath(root, keys),
+    });
+  }
+}
+
 /** Each user has exactly one of password and password_hash. */
 function oneSecretPerUser({ dataset, addIssue }: Context): void {
   const root: unknown = dataset.value;
@@ -286,6 +311,7 @@ export const crossFieldChecks = v.rawCheck<RootOutput>((context) => {
   for (const relation of RELATIONS) checkRelation(relation, context);
   distinctListenAddresses(context);
   httpListeners(context);
+  proxyProtocolTrust(context);
   distinctUsernames(context);
   oneSecretPerUser(context);
 });

@@ -67,6 +67,19 @@ const serverEntries = {
     timeoutMs(LIMITS.timeouts.shutdown, "closes them at once"),
     10_000,
   ),
+  /** On SIGTERM/SIGINT, how long the listeners keep accepting while /readyz already answers 503,
+   *  before they close and the drain begins: time for a load balancer's health check to take the
+   *  instance out of rotation first. */
+  drain_delay_ms: v.optional(
+    timeoutMs(LIMITS.timeouts.drain_delay, "closes the listeners at once"),
+    0,
+  ),
+  /** Who may send a PROXY protocol header to a listener with proxy_protocol = true: the load
+   *  balancers' addresses or networks. A connection from anywhere else is closed unread. */
+  trusted_proxies: v.optional(
+    v.array(network, "an array of load balancer addresses or networks"),
+    () => [],
+  ),
   pool: v.optional(table(upstreamPoolEntries), {}),
 };
 
@@ -92,6 +105,8 @@ const socksEntries = {
   ),
   /** More users, one `username:hash` per line (see load.ts); read at start and on reload. */
   users_file: v.optional(v.pipe(v.string("a file path"), v.minLength(1, "a file path"))),
+  /** Every connection starts with a PROXY protocol header (v1 or v2) from a trusted proxy. */
+  proxy_protocol: v.optional(flag, false),
   handshake_timeout_ms: v.optional(timeoutMs(LIMITS.timeouts.handshake), 10_000),
 };
 
@@ -117,12 +132,16 @@ const socksInputEntries = {
 const forwardEntries = {
   listen: address(0, "listen on", "[::1]:8080"),
   target: address(1, "connect to", "[::1]:80"),
+  /** Every connection starts with a PROXY protocol header from a trusted proxy (absent: false). */
+  proxy_protocol: v.optional(flag),
 };
 
 /** An HTTP CONNECT listener. `auth` defaults to socks.auth (the same users serve both). */
 const httpEntries = {
   listen: address(0, "listen on", "[::1]:3128"),
   auth: v.optional(oneOf(SOCKS_AUTH_METHODS)),
+  /** Every connection starts with a PROXY protocol header from a trusted proxy (absent: false). */
+  proxy_protocol: v.optional(flag),
 };
 
 /** SOCKS5 UDP ASSOCIATE (src/proxy/udp-association.ts); answered 07 while off. */
@@ -315,7 +334,12 @@ export const CONFIG_SECTIONS: readonly {
     required: ["username", "password or password_hash"],
   },
   { name: "upstream", array: false, keys: Object.keys(upstreamEntries) },
-  { name: "forward", array: true, keys: Object.keys(forwardEntries) },
+  {
+    name: "forward",
+    array: true,
+    keys: Object.keys(forwardEntries),
+    required: ["listen", "target"],
+  },
   { name: "http", array: true, keys: Object.keys(httpEntries), required: ["listen"] },
   { name: "udp", array: false, keys: Object.keys(udpEntries) },
   { name: "relay", array: false, keys: Object.keys(relayEntries) },
@@ -334,7 +358,11 @@ function moveRenamedOptions({ socks, upstream, http, ...rest }: RootOutput) {
   return {
     ...rest,
     socks: socksOwn,
-    http: http.map((entry) => ({ listen: entry.listen, auth: entry.auth ?? socks.auth })),
+    http: http.map((entry) => ({
+      listen: entry.listen,
+      auth: entry.auth ?? socks.auth,
+      ...(entry.proxy_protocol === undefined ? {} : { proxy_protocol: entry.proxy_protocol }),
+    })),
     upstream: {
       connect_timeout_ms:
         upstream.connect_timeout_ms ?? oldConnect ?? UPSTREAM_DEFAULTS.connect_timeout_ms,

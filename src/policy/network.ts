@@ -58,3 +58,17 @@ export function inNetwork(
   const mask = (0xff << (8 - rest)) & 0xff;
   return (network.bytes[whole] & mask) === (address.bytes[whole] & mask);
 }
+
+/** Whether the address a socket reports (text: "127.0.0.1", "::ffff:10.0.0.1"; undefined when Bun
+ *  gave none) lies in any of `networks`. An absent or unparsable address is in none: whoever asks
+ *  "is this peer trusted" fails closed. */
+export function addressInNetworks(
+  networks: readonly Network[],
+  address: string | undefined,
+): boolean {
+  if (address === undefined) return false;
+  const literal = parseIPLiteral(address);
+  if (literal === null) return false;
+  const canonical = canonicalAddress(literal);
+  return networks.some((network) => inNetwork(network, canonical));
+}

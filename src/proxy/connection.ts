@@ -5,6 +5,11 @@
 //   accept + admission (server.ts; clients.ts: per-client limits; admission.ts: connections_max)
 //     │
 //     ▼
+//   0. proxy     a listener with proxy_protocol: the PROXY   deadline: handshake_timeout_ms
+//     │          header from a trusted balancer names the    (one deadline from accept
+//     │          client (proxy-header-reader.ts); per-client  through the front)
+//     │          limits are taken then, for that address
+//     ▼
 //   1. front     the front protocol reads the handshake     deadline: handshake_timeout_ms
 //     │          (SOCKS5, HTTP CONNECT, or either by the first byte; none for a forward)
 //     ▼
@@ -46,15 +51,19 @@ import { FIELD, type WorkerCounters } from "../stats/counters.ts";
 import type { UpstreamOwner } from "../upstream/owner.ts";
 import { upstreamEvents } from "../upstream/owner.ts";
 import type { UpstreamPool } from "../upstream/pool.ts";
-import type { ClientTable } from "./clients.ts";
+import type { Network } from "../policy/network.ts";
+import { addressInNetworks } from "../policy/network.ts";
+import type { ClientRefusal, ClientTable } from "./clients.ts";
 import { type Connected, connectAny, DialError, resolveHost } from "./dial.ts";
 import { type HandshakeBudget, PartialMessage } from "./partial.ts";
+import { ProxyHeaderReader } from "./proxy-header-reader.ts";
 import { Pipe, type PipeOwner } from "./relay.ts";
 import { openAssociation, type UdpAssociation } from "./udp-association.ts";
 import type { ListenerInfo } from "./server.ts";
 
-/** "udp": a UDP ASSOCIATE's control connection, kept open while its association relays. */
-export type Stage = "front" | "dial" | "relay" | "udp" | "closed";
+/** "proxy": reading the PROXY protocol header, before the front. "udp": a UDP ASSOCIATE's control
+ *  connection, kept open while its association relays. */
+export type Stage = "proxy" | "front" | "dial" | "relay" | "udp" | "closed";
 
 /** A coarse clock the sweeper advances each tick, so the hot path never reads the time. It lags
  *  real time by up to one sweep, so readers of it allow that much margin (see server.ts).
@@ -84,7 +93,17 @@ export interface ConnectionContext {
   readonly worker: number;
   /** This Worker's upstream warm-connection pool; absent when server.pool is off. */
   readonly upstreamPool?: UpstreamPool;
+  /** server.trusted_proxies, parsed: who may send a PROXY header. */
+  readonly trustedProxies: readonly Network[];
+  /** Takes a per-client place for a client a PROXY header named (counted and logged as at accept
+   *  when refused); null when admitted. */
+  readonly admitClient: (host: string | undefined) => ClientRefusal | null;
+  /** Counts and reports a connection a proxy_protocol listener refused (`peer`: its socket's IP). */
+  readonly proxyRefused: (reason: ProxyRefusal, peer: string | undefined) => void;
 }
+
+/** Why a listener with proxy_protocol closed a connection before its front (its log line's reason). */
+export type ProxyRefusal = "untrusted_proxy" | "bad_proxy_header" | "no_proxy_header";
 
 const NO_DEADLINE = Number.POSITIVE_INFINITY;
 
@@ -113,9 +132,24 @@ export class Connection implements PipeOwner, UpstreamOwner {
   private target = "";
   private fromPool = false;
   private readonly startedAt: number;
-  private readonly clientAddress: string;
-  /** The client's IP as Bun gave it at accept (undefined if it gave none), for per-client counts. */
-  readonly clientHost: string | undefined;
+  /** The client as logged: the socket's peer, or the client a PROXY header names. */
+  private clientAddress: string;
+  /** The client's IP (undefined if Bun gave none), for per-client counts and access rules: the
+   *  socket's peer, or the client a PROXY header names. */
+  clientHost: string | undefined;
+  /** True while this connection holds a per-client place (clients.ts) to give back at close: from
+   *  accept, or on a PROXY listener from the header on. */
+  admitted: boolean;
+  /** Stage 0 on a listener with proxy_protocol (null otherwise, and once the header is read). */
+  private proxyReader: ProxyHeaderReader | null = null;
+  /** The peer that sent the PROXY header (the balancer), for the log; unset without one. */
+  private proxyPeer: string | undefined;
+  /** A forward's target, kept while its PROXY header is read. */
+  private forwardTarget: DialRequest | undefined;
+  /** Why the connection was refused before the front, when the outcome alone does not say, and
+   *  the parser's own words for a malformed PROXY header (both logged). */
+  private reason: string | undefined;
+  private detail: string | undefined;
   /** The failure answer the client got (a SOCKS reply byte or an HTTP status), for the log. */
   private answer: AnswerCode | undefined;
   /** The answer the front sent when the dial succeeded (00, 200), for the counters by reply. */
@@ -142,7 +176,9 @@ export class Connection implements PipeOwner, UpstreamOwner {
     this.client = client;
     this.listener = listener;
     this.front = front;
-    this.stage = front === null ? "dial" : "front";
+    const expectsHeader = listener.proxyProtocol === true;
+    this.stage = expectsHeader ? "proxy" : front === null ? "dial" : "front";
+    this.admitted = !expectsHeader; // server.ts admits at accept unless a header is to name the client
     this.startedAt = performance.now();
     this.lastActivity = ctx.clock.now;
     this.clientAddress = peerAddress(client);
@@ -155,13 +191,73 @@ export class Connection implements PipeOwner, UpstreamOwner {
     this.up.connect(client, null); // client bytes queue (paused) until the upstream is there
   }
 
-  /** Starts the first stage: the front protocol's handshake, or for a forward the dial itself. */
+  /** Starts the first stage: the PROXY header, the front protocol's handshake, or for a forward the
+   *  dial itself. */
   start(forwardTarget?: DialRequest): void {
-    if (this.front !== null) {
+    if (this.stage === "proxy") {
+      // Only a trusted balancer may name the client; anyone else is closed before a byte is read.
+      if (!addressInNetworks(this.ctx.trustedProxies, this.clientHost)) {
+        this.proxyRefused("untrusted_proxy");
+        this.close("bad_request");
+        return;
+      }
+      this.handshakeDeadline = performance.now() + this.ctx.config.socks.handshake_timeout_ms;
+      this.proxyReader = new ProxyHeaderReader(this.ctx.pool, this.ctx.handshakeSlots);
+      this.forwardTarget = forwardTarget;
+    } else if (this.front !== null) {
       this.handshakeDeadline = performance.now() + this.ctx.config.socks.handshake_timeout_ms;
     } else if (forwardTarget !== undefined) {
       void this.dial(forwardTarget);
     }
+  }
+
+  // ── 0. proxy ─────────────────────────────────────────────────────────────────────────────────
+
+  /** Reads the PROXY header; once whole, the client it names is this connection's client (logs,
+   *  per-client limits, access rules), and the bytes after it go to the front, or for a forward
+   *  are early data. A LOCAL or UNKNOWN header names none: the socket's peer stays the client. */
+  private proxyHeader(reader: ProxyHeaderReader, chunk: Uint8Array): void {
+    const read = reader.feed(chunk);
+    if (read.kind === "need-more") return;
+    this.proxyReader = null;
+    if (read.kind === "no-room") {
+      this.reason = "proxy_header_no_room";
+      this.refuse("POOL_EXHAUSTED", null);
+      return;
+    }
+    if (read.kind === "invalid") {
+      this.detail = read.reason;
+      this.proxyRefused("bad_proxy_header");
+      this.close("bad_request");
+      return;
+    }
+    this.proxyPeer = this.clientAddress;
+    const source = read.header.source;
+    if (source !== undefined) {
+      this.clientHost = source.host;
+      this.clientAddress = formatHostPort(source.host, source.port);
+    }
+    const refusal = this.ctx.admitClient(this.clientHost);
+    if (refusal !== null) {
+      this.reason = refusal;
+      this.close("limit");
+      return;
+    }
+    this.admitted = true;
+    if (this.front !== null) {
+      this.stage = "front"; // under the same handshake deadline, counted from accept
+      if (read.rest.length > 0) this.handshake(this.front, read.rest);
+    } else {
+      this.handshakeDeadline = NO_DEADLINE;
+      if (read.rest.length > 0) this.up.data(read.rest); // early data, queued until the dial
+      void this.dial(this.forwardTarget!);
+    }
+  }
+
+  /** Stage 0 refuses: the reason goes on the log line, and server.ts counts and reports it. */
+  private proxyRefused(reason: ProxyRefusal): void {
+    this.reason = reason;
+    this.ctx.proxyRefused(reason, this.clientHost);
   }
 
   // ── 1. front ─────────────────────────────────────────────────────────────────────────────────
@@ -328,7 +424,7 @@ export class Connection implements PipeOwner, UpstreamOwner {
     this.dialStartedAt = performance.now();
     this.connectDeadline = this.dialStartedAt + dns_timeout_ms + connect_timeout_ms;
     const access = this.ctx.access.prepare({
-      client: this.client.remoteAddress,
+      client: this.clientHost,
       user,
       host: request.host,
       port: request.port,
@@ -461,8 +557,10 @@ export class Connection implements PipeOwner, UpstreamOwner {
   /** The sweeper's visit: ends the connection if a deadline of its stage has passed.
    *  `idleAfterMs` is idle_timeout_ms plus the coarse clock's lag; 0 disables the idle timeout. */
   sweep(now: number, idleAfterMs: number): void {
-    if (now >= this.handshakeDeadline) this.refuse("HANDSHAKE_TIMEOUT", null);
-    else if (now >= this.connectDeadline) this.dialFailed("ETIMEDOUT");
+    if (now >= this.handshakeDeadline) {
+      if (this.stage === "proxy") this.proxyRefused("no_proxy_header");
+      this.refuse("HANDSHAKE_TIMEOUT", null);
+    } else if (now >= this.connectDeadline) this.dialFailed("ETIMEDOUT");
     else if (now >= this.finDeadline) this.close("fin_timeout");
     else if (this.association?.idle(now)) this.close("idle_timeout");
     else if (idleAfterMs > 0 && this.stage === "relay" && now - this.lastActivity >= idleAfterMs) {
@@ -510,6 +608,7 @@ export class Connection implements PipeOwner, UpstreamOwner {
       this.client.write(reply);
     }
     this.partial?.drop();
+    this.proxyReader?.drop();
     this.association?.close();
     this.up.dispose();
     this.down.dispose();
@@ -529,6 +628,7 @@ export class Connection implements PipeOwner, UpstreamOwner {
       kind: this.listener.kind,
       listener: this.listener.listen,
       client: this.clientAddress,
+      proxy: this.proxyPeer, // the balancer that sent the PROXY header naming the client
       user: this.user,
       target: this.target,
       // The address actually connected to (a name's resolved address), once there is one.
@@ -542,6 +642,8 @@ export class Connection implements PipeOwner, UpstreamOwner {
       pooled: this.fromPool ? true : undefined, // the upstream came warm from the upstream pool
       datagrams_up: this.association?.datagramsUp,
       datagrams_down: this.association?.datagramsDown,
+      reason: this.reason,
+      detail: this.detail,
     });
   }
 
@@ -562,6 +664,8 @@ export class Connection implements PipeOwner, UpstreamOwner {
       // Read before the pause took hold: kept behind the rest, in order, up to one slot's worth.
       this.loginHeld = concatBytes(this.loginHeld, chunk);
       if (this.loginHeld.length > this.ctx.pool.slotBytes) this.refuse("POOL_EXHAUSTED", null);
+    } else if (this.stage === "proxy") {
+      this.proxyHeader(this.proxyReader!, chunk);
     } else if (this.stage === "front") {
       this.handshake(this.front!, chunk);
     } else if (this.stage === "udp") {
@@ -583,7 +687,7 @@ export class Connection implements PipeOwner, UpstreamOwner {
 
   /** The client's FIN: before the handshake is done it is an abort; after, a half-close. */
   onClientEnd(): void {
-    if (this.stage === "front") this.refuse("CLIENT_ABORTED", null);
+    if (this.stage === "front" || this.stage === "proxy") this.refuse("CLIENT_ABORTED", null);
     else if (this.stage === "udp")
       this.close("ok"); // the association ends with its connection
     else this.up.end();
@@ -629,7 +733,12 @@ export class Connection implements PipeOwner, UpstreamOwner {
       client: this.clientAddress,
       target: this.target,
       ...(this.user === undefined ? {} : { user: this.user }),
-      phase: this.stage === "closed" || this.stage === "udp" ? "relay" : this.stage,
+      phase:
+        this.stage === "closed" || this.stage === "udp"
+          ? "relay"
+          : this.stage === "proxy"
+            ? "front"
+            : this.stage,
       bytes_up: this.up.bytes,
       bytes_down: this.down.bytes,
       age_ms: Math.round(now - this.startedAt),

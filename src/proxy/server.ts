@@ -15,6 +15,7 @@ import { type Config, handshakeSlotsPerWorker } from "../config/schema.ts";
 import { LIMITS } from "../limits.ts";
 import type { Logger } from "../log.ts";
 import { AccessPolicy } from "../policy/access.ts";
+import { type Network, parseNetwork } from "../policy/network.ts";
 import type { BufferPool, PoolStats } from "../pool/index.ts";
 import { formatHostPort, parseHostPort } from "../protocol/host-port.ts";
 import { WorkerCounters } from "../stats/counters.ts";
@@ -35,6 +36,7 @@ import {
   type ConnectionContext,
   clientEvents,
   logUnexpected,
+  type ProxyRefusal,
 } from "./connection.ts";
 import { passwordCheck } from "./credentials.ts";
 import { describeListenFailure } from "../port-probe.ts";
@@ -47,6 +49,9 @@ export interface ListenerInfo {
   host: string;
   port: number;
   target?: string;
+  /** Connections start with a PROXY protocol header (proxy_protocol); a reload that keeps the
+   *  listener may change it, for the connections accepted after. */
+  proxyProtocol?: boolean;
 }
 
 export interface ProxyStats {
@@ -128,6 +133,13 @@ const CLIENT_REFUSAL_MESSAGES: Record<ClientRefusal, string> = {
   client_blocked: "connection refused: client blocked after too many failed logins",
 };
 
+const PROXY_REFUSAL_MESSAGES: Record<ProxyRefusal, string> = {
+  untrusted_proxy:
+    "connection refused: a PROXY header is expected from server.trusted_proxies only",
+  bad_proxy_header: "connection refused: malformed PROXY header",
+  no_proxy_header: "connection refused: no PROXY header within handshake_timeout_ms",
+};
+
 const noFront = (): null => null; // a forward listener relays from the first byte
 
 /** Sweeps often enough to honour the shortest configured timeout within about a quarter of it. */
@@ -186,6 +198,26 @@ export async function startProxy(options: ProxyOptions): Promise<ProxyServer> {
     log.warn(CLIENT_REFUSAL_MESSAGES[reason], { client: host, reason, refused: count });
   }
 
+  /** A connection a proxy_protocol listener refused (connection.ts): a warning on the 1st of each
+   *  reason and every 1000th (its own connection line says the rest), and an event for the admin
+   *  API: a balancer missing from server.trusted_proxies, or one not sending the header, shows. */
+  const proxyRefusals: Record<ProxyRefusal, number> = {
+    untrusted_proxy: 0,
+    bad_proxy_header: 0,
+    no_proxy_header: 0,
+  };
+  function proxyRefused(reason: ProxyRefusal, peer: string | undefined): void {
+    const count = ++proxyRefusals[reason];
+    const message = PROXY_REFUSAL_MESSAGES[reason];
+    telemetry.emit({
+      kind: "proxy_header_refused",
+      level: "warn",
+      message,
+      fields: { reason, peer: peer ?? "unknown", refused: count },
+    });
+    if (count === 1 || count % 1000 === 0) log.warn(message, { peer, reason, refused: count });
+  }
+
   /** A client refused under connections_max: counted; logged on the 1st and every 1000th; an
    *  event for the admin API (the telemetry passes the first per second). */
   function refusedAtMax(): void {
@@ -232,7 +264,10 @@ export async function startProxy(options: ProxyOptions): Promise<ProxyServer> {
     forwardTarget?: DialRequest,
   ): void {
     const host = socket.remoteAddress;
-    const perClient = clients.enabled ? clients.admit(host) : null;
+    // Behind a PROXY header the peer is the balancer: the client's place is taken once the header
+    // names it (Connection.proxyHeader, through ctx.admitClient).
+    const perClientNow = clients.enabled && listener.proxyProtocol !== true;
+    const perClient = perClientNow ? clients.admit(host) : null;
     if (perClient !== null) {
       refusedPerClient(perClient, host);
       refusedLine(socket, listener, perClient);
@@ -248,12 +283,12 @@ export async function startProxy(options: ProxyOptions): Promise<ProxyServer> {
           );
     } catch (error) {
       logUnexpected(log, error, { at: "accept", listener: listener.listen });
-      if (clients.enabled) clients.release(host);
+      if (perClientNow) clients.release(host);
       socket.end();
       return;
     }
     if (connection === null) {
-      if (clients.enabled) clients.release(host);
+      if (perClientNow) clients.release(host);
       if (!closing) refusedAtMax();
       refusedLine(socket, listener, closing ? "shutdown" : "connections_max");
       socket.end();
@@ -294,6 +329,16 @@ export async function startProxy(options: ProxyOptions): Promise<ProxyServer> {
     address: string,
     target?: string,
     auth: "none" | "password" = "none",
+    proxyProtocol = false,
+  ) => {
+    bindListener(kind, address, target, auth);
+    info.at(-1)!.proxyProtocol = proxyProtocol;
+  };
+  const bindListener = (
+    kind: ListenerInfo["kind"],
+    address: string,
+    target: string | undefined,
+    auth: "none" | "password",
   ) => {
     if (kind === "socks") {
       listen("socks", address, (socket, listener) => accept(socket, listener, socksListenerFront));
@@ -343,9 +388,15 @@ export async function startProxy(options: ProxyOptions): Promise<ProxyServer> {
   };
 
   try {
-    if (config.socks.enabled) bind("socks", config.socks.listen);
-    for (const http of config.http) bind("http", http.listen, undefined, http.auth);
-    for (const forward of config.forward) bind("forward", forward.listen, forward.target);
+    if (config.socks.enabled) {
+      bind("socks", config.socks.listen, undefined, "none", config.socks.proxy_protocol);
+    }
+    for (const http of config.http) {
+      bind("http", http.listen, undefined, http.auth, http.proxy_protocol === true);
+    }
+    for (const forward of config.forward) {
+      bind("forward", forward.listen, forward.target, "none", forward.proxy_protocol === true);
+    }
   } catch (error) {
     for (const listener of listeners) listener.stop(true);
     throw error;
@@ -374,10 +425,21 @@ export async function startProxy(options: ProxyOptions): Promise<ProxyServer> {
   const forgetter = (table: ClientTable) => (connection: Connection) => {
     if (connections.delete(connection)) {
       admission.leave(); // any generation's Admission: they share the same words
-      if (table.enabled) table.release(connection.clientHost);
+      if (table.enabled && connection.admitted) table.release(connection.clientHost);
     }
     if (connections.size === 0) onEmpty?.();
   };
+  /** Per-client admission for a client a PROXY header named, under `table` (its generation's). */
+  const admitter =
+    (table: ClientTable) =>
+    (host: string | undefined): ClientRefusal | null => {
+      if (!table.enabled) return null;
+      const refusal = table.admit(host);
+      if (refusal !== null) refusedPerClient(refusal, host);
+      return refusal;
+    };
+  const networksOf = (texts: readonly string[]): Network[] =>
+    texts.map((text) => parseNetwork(text)!); // the schema checked each one
   // One object for every generation, so handshakes of old and new connections share one bound.
   const handshakeSlots = { held: 0, max: handshakeSlotsPerWorker(config) };
   const udpSlots = { held: 0, max: handshakeSlotsPerWorker(config) };
@@ -394,6 +456,9 @@ export async function startProxy(options: ProxyOptions): Promise<ProxyServer> {
     worker: options.worker ?? 0,
     forget: forgetter(clients),
     ...(upstreamPool === null ? {} : { upstreamPool }),
+    trustedProxies: networksOf(config.server.trusted_proxies),
+    admitClient: admitter(clients),
+    proxyRefused,
   };
   // A forward listener's target is known from the start: keep it warm from now on.
   if (upstreamPool !== null) {
@@ -446,14 +511,29 @@ export async function startProxy(options: ProxyOptions): Promise<ProxyServer> {
       listen: string;
       target?: string;
       auth?: "none" | "password";
+      proxyProtocol: boolean;
     };
     const wanted: Wanted[] = [
-      ...(next.socks.enabled ? [{ kind: "socks" as const, listen: next.socks.listen }] : []),
-      ...next.http.map((http) => ({ kind: "http" as const, listen: http.listen, auth: http.auth })),
+      ...(next.socks.enabled
+        ? [
+            {
+              kind: "socks" as const,
+              listen: next.socks.listen,
+              proxyProtocol: next.socks.proxy_protocol,
+            },
+          ]
+        : []),
+      ...next.http.map((http) => ({
+        kind: "http" as const,
+        listen: http.listen,
+        auth: http.auth,
+        proxyProtocol: http.proxy_protocol === true,
+      })),
       ...next.forward.map((forward) => ({
         kind: "forward" as const,
         listen: forward.listen,
         target: forward.target,
+        proxyProtocol: forward.proxy_protocol === true,
       })),
     ];
     const boundBefore = listeners.length;
@@ -475,7 +555,7 @@ export async function startProxy(options: ProxyOptions): Promise<ProxyServer> {
           continue;
         }
         try {
-          bind(entry.kind, entry.listen, entry.target, entry.auth);
+          bind(entry.kind, entry.listen, entry.target, entry.auth, entry.proxyProtocol);
         } catch (error) {
           throw new Error(describeListenFailure(`${entry.kind} listen`, host, port, error));
         }
@@ -503,10 +583,12 @@ export async function startProxy(options: ProxyOptions): Promise<ProxyServer> {
         });
         listeners.splice(0, listeners.length, ...keptListeners);
         info.splice(0, info.length, ...after);
-        // A kept [[http]] listener takes the new auth; a stopped one is forgotten.
+        // A kept [[http]] listener takes the new auth; a stopped one is forgotten. Every kept
+        // listener takes the new proxy_protocol (read at each accept).
         wanted.forEach((entry, i) => {
           const holder = httpAuth.get(after[i]!);
           if (holder !== undefined && entry.auth !== undefined) holder.auth = entry.auth;
+          after[i]!.proxyProtocol = entry.proxyProtocol;
         });
         for (const listener of httpAuth.keys())
           if (!after.includes(listener)) httpAuth.delete(listener);
@@ -545,7 +627,15 @@ export async function startProxy(options: ProxyOptions): Promise<ProxyServer> {
     access = new AccessPolicy(next.access, adminAddress === null ? info : [...info, adminAddress]);
     handshakeSlots.max = handshakeSlotsPerWorker(next);
     udpSlots.max = handshakeSlotsPerWorker(next);
-    ctx = { ...ctx, config: next, access, clients, forget: forgetter(clients) };
+    ctx = {
+      ...ctx,
+      config: next,
+      access,
+      clients,
+      forget: forgetter(clients),
+      trustedProxies: networksOf(next.server.trusted_proxies),
+      admitClient: admitter(clients),
+    };
     if (upstreamPool !== null) {
       for (const forward of next.forward) {
         const target = addressOf(forward.target, "forward target");

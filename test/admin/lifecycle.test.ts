@@ -197,6 +197,59 @@ describe("/readyz", () => {
     expect(await withDeadline(proxy.process.exited, 15_000, "the proxy to exit")).toBe(0);
     echo.close();
   });
+
+  test("server.drain_delay_ms: after SIGTERM, /readyz is 503 while new clients are still served, then the drain", async () => {
+    // A balancer checking /readyz every few hundred ms must see 503 before the listeners close,
+    // or it sends clients to a closed port (refused) or to a closing one (reset in its queue).
+    const echo = startEcho();
+    const config = configFile(
+      "drain-delay.toml",
+      '[server]\nworkers = 2\ndrain_delay_ms = 1500\n\n[socks]\nlisten = "127.0.0.1:0"\n',
+    );
+    const proxy = await spawnProxy(["--config", config]);
+    const sent = performance.now();
+    proxy.process.kill("SIGTERM");
+    while ((await fetch(`http://${proxy.admin}/readyz`)).status !== 503) await Bun.sleep(10);
+    // Within the delay: a new client is accepted and relayed.
+    const { conn } = await socksConnect(proxy.socksPort, "127.0.0.1", echo.port);
+    await conn.write("late");
+    expect(new TextDecoder().decode(await conn.read(4))).toBe("late");
+    expect(performance.now() - sent).toBeLessThan(1500); // still inside the delay
+    conn.end();
+    expect(await withDeadline(proxy.process.exited, 15_000, "the proxy to exit")).toBe(0);
+    expect(performance.now() - sent).toBeGreaterThanOrEqual(1500);
+    const stopping = proxy.logs.find((record) => record.msg === "stopping");
+    expect(stopping).toMatchObject({ drain_delay_ms: 1500 });
+    echo.close();
+  });
+
+  test("server.drain_delay_ms: a second SIGTERM during the delay stops at once", async () => {
+    const config = configFile(
+      "drain-delay-second.toml",
+      '[server]\nworkers = 1\ndrain_delay_ms = 60000\n\n[socks]\nlisten = "127.0.0.1:0"\n',
+    );
+    const proxy = await spawnProxy(["--config", config]);
+    proxy.process.kill("SIGTERM");
+    while ((await fetch(`http://${proxy.admin}/readyz`)).status !== 503) await Bun.sleep(10);
+    proxy.process.kill("SIGTERM");
+    expect(await withDeadline(proxy.process.exited, 10_000, "the proxy to exit")).toBe(0);
+  });
+
+  test("answers a balancer's HTTP/1.0 check with no Host header (HAProxy's option httpchk)", async () => {
+    // Bun gives such a request a relative url ("/readyz"); the admin API must still route it.
+    const proxy = await spawnProxy(["--socks", "127.0.0.1:0", "--workers", "1"]);
+    try {
+      const colon = proxy.admin.lastIndexOf(":");
+      for (const path of ["/readyz", "/healthz", "/api/status?x=1"]) {
+        const conn = await connectTcp("127.0.0.1", Number(proxy.admin.slice(colon + 1)));
+        await conn.write(`GET ${path} HTTP/1.0\r\n\r\n`);
+        const answer = new TextDecoder().decode(await conn.readToEnd());
+        expect(answer.split("\r\n")[0]).toBe("HTTP/1.1 200 OK");
+      }
+    } finally {
+      await proxy.stop();
+    }
+  });
 });
 
 describe("telemetry events", () => {

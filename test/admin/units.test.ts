@@ -294,3 +294,52 @@ describe("a Worker that does not answer, over HTTP", () => {
     expect(metrics).toContain('sockpool_worker_responding{worker="0"} 1');
   });
 });
+
+describe("/metrics and a Worker with nothing to say", () => {
+  /** An admin handler over Workers in the given states, none of which answers; and its warnings. */
+  function handlerFor(states: { worker: number; up: boolean; restarts: number }[]) {
+    const warnings: string[] = [];
+    const handle = adminHandler(
+      {
+        config: DEFAULT_CONFIG,
+        version: "0.0.0",
+        startedAtMs: Date.now(),
+        workers: {
+          counters: createCounterMemory(states.length),
+          ready: () => states.every((state) => state.up),
+          workerStates: () => states,
+          snapshot: async () => states.map(() => null),
+        },
+        telemetry: new TelemetryRing(),
+        listeners: () => [],
+        bufferPool: {
+          strategy: "queue-ts",
+          backend: () => "typescript",
+          slots: 16,
+          slot_bytes: 1024,
+        },
+        upstreamPool: UPSTREAM_POOL_OFF,
+        stopping: () => false,
+      },
+      createLogger({
+        level: "info",
+        format: "json",
+        write: (line) => {
+          if (line.includes('"warn"')) warnings.push(line);
+        },
+      }),
+    );
+    return { handle, warnings };
+  }
+
+  test("a scrape while a Worker starts (not listening yet) is no warning; a silent listening one is", async () => {
+    // Prometheus scrapes every few seconds; an instance (re)starting under it is routine.
+    const starting = handlerFor([{ worker: 0, up: false, restarts: 0 }]);
+    expect((await starting.handle(new Request("http://127.0.0.1/metrics"))).status).toBe(200);
+    expect(starting.warnings).toEqual([]);
+    const stuck = handlerFor([{ worker: 0, up: true, restarts: 0 }]);
+    expect((await stuck.handle(new Request("http://127.0.0.1/metrics"))).status).toBe(200);
+    expect(stuck.warnings).toHaveLength(1);
+    expect(stuck.warnings[0]).toContain('"workers":"0"');
+  });
+});

@@ -78,6 +78,12 @@ describe("each flag sets its option", () => {
     [["--workers", "4"], (c) => c.server.workers, 4],
     [["--workers=0"], (c) => c.server.workers, 0],
     [["--share-port"], (c) => c.server.share_port, true],
+    [["--proxy-protocol", "--trusted-proxy", "10.0.0.0/8"], (c) => c.socks.proxy_protocol, true],
+    [
+      ["--trusted-proxy", "10.0.0.0/8", "--trusted-proxy", "fd00::/8"],
+      (c) => c.server.trusted_proxies,
+      ["10.0.0.0/8", "fd00::/8"],
+    ],
     [["--allow-open-proxy"], (c) => c.socks.allow_open_proxy, true],
     [["--pool-strategy", "mutex"], (c) => c.pool.strategy, "mutex"],
     [["--pool-slots", "65536"], (c) => c.pool.slots, 65_536],

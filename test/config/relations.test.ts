@@ -157,3 +157,24 @@ describe("[server.pool] and [admin]", () => {
     ]);
   });
 });
+
+describe("a listener expecting PROXY headers needs server.trusted_proxies", () => {
+  test("socks, a forward and an http listener each: named, with the fix; with a proxy listed, none", () => {
+    const listeners = {
+      socks: { proxy_protocol: true },
+      forward: [{ listen: "127.0.0.1:8080", target: "127.0.0.1:80", proxy_protocol: true }],
+      http: [{ listen: "127.0.0.1:3128", proxy_protocol: true }],
+    };
+    const found = problems(listeners);
+    expect(found.map((problem) => problem.split(":")[0])).toEqual([
+      "socks.proxy_protocol",
+      "forward[0].proxy_protocol",
+      "http[0].proxy_protocol",
+    ]);
+    expect(found[0]).toContain("server.trusted_proxies");
+    expect(problems({ ...listeners, server: { trusted_proxies: ["10.0.0.0/8"] } })).toEqual([]);
+    expect(problems({ server: { trusted_proxies: ["10.0.0.0/33"] } })[0]).toStartWith(
+      "server.trusted_proxies[0]:",
+    );
+  });
+});

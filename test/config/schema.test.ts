@@ -23,6 +23,8 @@ describe("defaults", () => {
         share_port: false,
         connections_max: 10_000,
         shutdown_timeout_ms: 10_000,
+        drain_delay_ms: 0,
+        trusted_proxies: [],
         // [server.pool], RustSocks' defaults
         pool: {
           enabled: false,
@@ -39,6 +41,7 @@ describe("defaults", () => {
         protocol: "socks5",
         allow_open_proxy: false,
         users: [],
+        proxy_protocol: false,
         handshake_timeout_ms: 10_000,
       },
       upstream: { connect_timeout_ms: 10_000, dns_timeout_ms: 5_000 },

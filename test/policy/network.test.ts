@@ -1,7 +1,13 @@
 // CIDR parsing and matching: exact bytes, partial-byte prefixes, and IPv4-mapped IPv6 folded to IPv4.
 
 import { expect, test } from "bun:test";
-import { canonicalAddress, inNetwork, parseNetwork } from "../../src/policy/network.ts";
+import {
+  addressInNetworks,
+  canonicalAddress,
+  inNetwork,
+  type Network,
+  parseNetwork,
+} from "../../src/policy/network.ts";
 import { parseIPLiteral } from "../../src/protocol/ip.ts";
 
 function address(text: string) {
@@ -47,4 +53,16 @@ test.each([
 
 test("host bits past the prefix are ignored, as routers read it", () => {
   expect(inNetwork(parseNetwork("10.1.2.3/8")!, address("10.200.0.1"))).toBe(true);
+});
+
+test("addressInNetworks: a socket's address against a list (trusted proxies); absent or bad fails closed", () => {
+  const networks = ["127.0.0.2/32", "10.0.0.0/8", "fd00::/8"].map((text) => parseNetwork(text)!);
+  expect(addressInNetworks(networks, "127.0.0.2")).toBe(true);
+  expect(addressInNetworks(networks, "::ffff:127.0.0.2")).toBe(true); // a dual-stack listener's view
+  expect(addressInNetworks(networks, "10.200.0.1")).toBe(true);
+  expect(addressInNetworks(networks, "fd12::1")).toBe(true);
+  expect(addressInNetworks(networks, "127.0.0.1")).toBe(false);
+  expect(addressInNetworks(networks, undefined)).toBe(false);
+  expect(addressInNetworks(networks, "not an address")).toBe(false);
+  expect(addressInNetworks([] as Network[], "127.0.0.2")).toBe(false);
 });

@@ -29,6 +29,9 @@ function harness() {
     forget: (connection) => forgotten.push(connection),
     counters: WorkerCounters.detached(),
     worker: 0,
+    trustedProxies: [],
+    admitClient: () => null,
+    proxyRefused: () => {},
   };
   return { ctx, logs, forgotten, pool };
 }

@@ -38,9 +38,9 @@ export interface TestProxy {
 export interface TestConfig {
   server?: Record<string, unknown>;
   socks?: Record<string, unknown>;
-  forward?: { listen?: string; target: string }[];
+  forward?: { listen?: string; target: string; proxy_protocol?: boolean }[];
   /** [[http]] listeners; listen defaults to 127.0.0.1:0. */
-  http?: { listen?: string; auth?: string }[];
+  http?: { listen?: string; auth?: string; proxy_protocol?: boolean }[];
   /** [udp]: SOCKS5 UDP ASSOCIATE. */
   udp?: Record<string, unknown>;
   /** [upstream]: the dial's connect and DNS timeouts. */

@@ -40,7 +40,7 @@ export function requireTool(name: string): string {
   if (path === null) {
     throw new Error(
       `${name} not found on PATH: the integration tests need it. Install it with ` +
-        `".ci/setup.sh --test-tools" (curl, proxychains4, iperf3, promtool, chromium) or your package manager.`,
+        `".ci/setup.sh --test-tools" (curl, proxychains4, iperf3, promtool, prometheus, chromium, haproxy) or your package manager.`,
     );
   }
   return path;
