@@ -73,13 +73,14 @@ export const RELATIONS: readonly Relation[] = [
       `at least one user when socks.auth = "password" (add [[socks.users]] or --socks-user USER:PASS)`,
   },
   {
-    reads: [
-      ["socks", "auth"],
-      ["socks", "users"],
-    ],
+    reads: [["socks", "auth"], ["socks", "users"], ["http"]],
     blame: ["socks", "auth"],
-    holds: ({ socks }) => socks.auth === "password" || socks.users.length === 0,
-    expected: () => `"password" when socks.users is not empty (otherwise the users are ignored)`,
+    holds: ({ socks, http }) =>
+      socks.auth === "password" ||
+      socks.users.length === 0 ||
+      http.some((listener) => listener.auth === "password"),
+    expected: () =>
+      `"password" when socks.users is not empty and no [[http]] listener has auth = "password" (otherwise the users are ignored)`,
   },
   {
     reads: [

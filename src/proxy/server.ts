@@ -155,6 +155,14 @@ function sweepInterval(config: Config): number {
   return Math.min(LIMITS.sweep_ms_max, Math.max(LIMITS.sweep_ms_min, quarter));
 }
 
+/** Whether any listener asks for a password: only then can failed logins block a client. */
+function loginsPossible(config: Config): boolean {
+  return (
+    (config.socks.enabled && config.socks.auth === "password") ||
+    config.http.some((listener) => listener.auth === "password")
+  );
+}
+
 function addressOf(text: string, what: string): { host: string; port: number } {
   const parsed = parseHostPort(text);
   if (parsed === null) throw new Error(`${what}: expected HOST:PORT, got ${JSON.stringify(text)}`);
@@ -181,8 +189,7 @@ export async function startProxy(options: ProxyOptions): Promise<ProxyServer> {
     options.clients ?? createClientTableMemory(config.server.connections_max),
     config.clients,
     Date.now,
-    (config.socks.enabled && config.socks.auth === "password") ||
-      config.http.some((listener) => listener.auth === "password"),
+    loginsPossible(config),
   );
   const connections = new Set<Connection>();
   const clock: Clock = { now: performance.now() };
@@ -619,7 +626,7 @@ export async function startProxy(options: ProxyOptions): Promise<ProxyServer> {
       options.clients ?? createClientTableMemory(next.server.connections_max),
       next.clients,
       Date.now,
-      next.socks.enabled && next.socks.auth === "password",
+      loginsPossible(next),
     );
     Object.assign(clients.refused, previousClients.refused);
     clients.untracked = previousClients.untracked;

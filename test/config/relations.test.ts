@@ -60,7 +60,7 @@ describe("every relationship between fields is a config error", () => {
     ],
     "socks.auth": [
       { socks: { users: [{ username: "a", password: "b" }] } },
-      'socks.auth: expected "password" when socks.users is not empty (otherwise the users are ignored), got "none"',
+      'socks.auth: expected "password" when socks.users is not empty and no [[http]] listener has auth = "password" (otherwise the users are ignored), got "none"',
     ],
     "socks.listen": [
       { socks: { listen: "0.0.0.0:1080" } },
@@ -177,4 +177,14 @@ describe("a listener expecting PROXY headers needs server.trusted_proxies", () =
       "server.trusted_proxies[0]:",
     );
   });
+});
+
+test("users with socks.auth = none are fine when an [[http]] listener asks for a password", () => {
+  const users = [{ username: "a", password: "b" }];
+  expect(
+    problems({
+      socks: { auth: "none", users },
+      http: [{ listen: "127.0.0.1:3128", auth: "password" }],
+    }),
+  ).toEqual([]);
 });

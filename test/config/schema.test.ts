@@ -237,7 +237,7 @@ describe("socks", () => {
 
   test("users without auth = password are refused rather than silently ignored", () => {
     expect(problems({ socks: { users: [{ username: "alice", password: "pw" }] } })).toEqual([
-      'socks.auth: expected "password" when socks.users is not empty (otherwise the users are ignored), got "none"',
+      'socks.auth: expected "password" when socks.users is not empty and no [[http]] listener has auth = "password" (otherwise the users are ignored), got "none"',
     ]);
   });
 

@@ -3,7 +3,9 @@
 
 import { afterAll, expect, test } from "bun:test";
 import { concat, toHex } from "../support/bytes.ts";
+import { parseConfig } from "../../src/config/schema.ts";
 import { cleanup } from "../support/cleanup.ts";
+import { readResponseHead } from "../support/http-client.ts";
 import type { Conn } from "../support/conn.ts";
 import { startTestProxy } from "../support/proxy.ts";
 import { connectTcp } from "../support/sockets.ts";
@@ -77,5 +79,37 @@ test("clients.auth_failures_max: after N failed logins the client is refused, th
   } finally {
     await tp.close();
     echo.close();
+  }
+});
+
+test("after a reload, failed logins on an [[http]] listener still lead to a block", async () => {
+  // Only the HTTP listener has auth: the per-client table must count failed logins after a reload
+  // as it does at start (it used to look at socks.auth alone when rebuilt by a reload).
+  const tp = await startTestProxy({
+    socks: { auth: "none", users: [{ username: "alice", password: "s3cret" }] },
+    http: [{ auth: "password" }],
+    clients: { auth_failures_max: 2, auth_block_ms: 60_000 },
+  });
+  try {
+    const bound = JSON.parse(JSON.stringify(tp.config)) as Record<string, unknown>;
+    bound.http = [{ listen: `127.0.0.1:${tp.httpPorts[0]}`, auth: "password" }];
+    bound.socks = { ...(bound.socks as object), listen: `127.0.0.1:${tp.socksPort}` };
+    tp.proxy.prepareReload(parseConfig(bound)).commit();
+    const wrong = `Proxy-Authorization: Basic ${btoa("alice:wrong")}\r\n`;
+    for (let i = 0; i < 2; i++) {
+      const conn = await connectTcp("127.0.0.1", tp.httpPorts[0]!);
+      await conn.write(`CONNECT 127.0.0.1:1 HTTP/1.1\r\n${wrong}\r\n`);
+      expect(await readResponseHead(conn)).toStartWith("HTTP/1.1 407 ");
+      await conn.waitEnd();
+    }
+    await waitFor(
+      () => tp.logs.some((record) => record.msg === "client blocked after too many failed logins"),
+      "the block line",
+    );
+    const blocked = await connectTcp("127.0.0.1", tp.httpPorts[0]!);
+    await blocked.waitEnd();
+    expect(tp.proxy.stats().clients_refused.client_blocked).toBe(1);
+  } finally {
+    await tp.close();
   }
 });
