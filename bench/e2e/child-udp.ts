@@ -3,7 +3,8 @@
 //   udp-rate  A associations, each keeping W datagrams of P payload bytes in flight to the UDP echo
 //             server for T seconds (a closed loop: one more is sent when one comes back or is counted
 //             lost); every datagram carries a sequence number, so a lost one (not back after
-//             lostAfterMs) is counted once and a late one is told apart;
+//             lostAfterMs) is counted once and a late one is told apart. With W = 0, unpaced:
+//             each association sends as fast as this process can, whatever comes back (overload);
 //   udp-idle  N associations that each echo one datagram, then stay open until told "release".
 // With no proxy (proxyPort null) it sends straight to the echo server: the direct baseline. Results
 // are JSON lines on stdout. Started by udp.ts, never run on its own.
@@ -142,6 +143,8 @@ const MASK = RING - 1;
 const IN_FLIGHT = 1;
 const BACK = 2;
 const LOST = 3;
+/** Unpaced: datagrams per association per event-loop turn. */
+const BATCH = 32;
 
 interface Flow {
   socket: udp.Socket<"uint8array">;
@@ -166,10 +169,12 @@ async function runRate(job: UdpRateJob): Promise<void> {
   let sending = false;
   const flows: Flow[] = [];
 
+  const unpaced = job.window === 0;
   const fill = (flow: Flow) => {
+    let budget = unpaced ? BATCH : Number.POSITIVE_INFINITY;
     while (
       sending &&
-      flow.inFlight < job.window &&
+      (unpaced ? budget-- > 0 : flow.inFlight < job.window) &&
       totals.sent < job.datagramsMax &&
       flow.nextSeq - flow.tail < RING
     ) {
@@ -227,7 +232,7 @@ async function runRate(job: UdpRateJob): Promise<void> {
     } else {
       totals.bad++; // a duplicate
     }
-    fill(flow);
+    if (!unpaced) fill(flow);
   };
 
   for (let index = 0; index < job.associations; index++) {
@@ -283,6 +288,13 @@ async function runRate(job: UdpRateJob): Promise<void> {
   const endMs = started + job.seconds * 1000;
   sending = true;
   for (const flow of flows) fill(flow);
+  // Unpaced: a batch per association per turn, letting the echoes in between.
+  const pump = () => {
+    if (!sending) return;
+    for (const flow of flows) fill(flow);
+    setImmediate(pump);
+  };
+  if (unpaced) setImmediate(pump);
   const sweeper = setInterval(() => {
     const now = performance.now();
     for (const flow of flows) {

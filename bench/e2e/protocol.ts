@@ -83,7 +83,8 @@ export interface UdpRateJob {
   payloadBytes: number;
   /** Associations (one client socket each) sending at once. */
   associations: number;
-  /** Datagrams in flight per association: one more is sent when one comes back or is lost. */
+  /** Datagrams in flight per association: one more is sent when one comes back or is lost.
+   *  0: unpaced, as fast as the client can send (overload). */
   window: number;
   seconds: number;
   /** At most this many datagrams in all. */

@@ -24,6 +24,21 @@ import { bestPeer, errorText, failures, fixed, grouped, ratio } from "./table-ce
 
 /** Payload sizes: a DNS-sized datagram, and one that fills a 1,500 B MTU with headers. */
 export const UDP_PAYLOADS = [64, 1_400] as const;
+
+/** One measure per route: each size in a closed loop, then the small one unpaced (overload). */
+interface UdpRun {
+  payloadBytes: number;
+  unpaced: boolean;
+}
+const UDP_RUNS: readonly UdpRun[] = [
+  ...UDP_PAYLOADS.map((payloadBytes) => ({ payloadBytes, unpaced: false })),
+  { payloadBytes: 64, unpaced: true },
+];
+const BATCH_NOTE = "(32 datagrams per event-loop turn)";
+const runName = (run: UdpRun) =>
+  `${run.payloadBytes.toLocaleString("en-US")} B${run.unpaced ? ", unpaced" : ""}`;
+const sameRun = (row: UdpRateRow, run: UdpRun) =>
+  row.payload_bytes === run.payloadBytes && row.unpaced === run.unpaced;
 /** A datagram not back after this long is counted lost. */
 const LOST_AFTER_MS = 200;
 /** At most this many datagrams per run, whatever the time. */
@@ -41,6 +56,8 @@ export interface UdpSettings {
 
 export interface UdpRateRow extends PathInfo {
   payload_bytes: number;
+  /** Sent as fast as the client could, not in a window: offered beyond what the path delivers. */
+  unpaced: boolean;
   sent: number;
   received: number;
   lost: number;
@@ -95,11 +112,14 @@ async function measureRate(
   context: Context,
   route: Route,
   running: RunningPeer | null,
-  payloadBytes: number,
+  run: UdpRun,
 ): Promise<UdpRateRow> {
-  const { seconds, associations, window } = context.options.udp;
+  const { seconds, associations } = context.options.udp;
+  const { payloadBytes, unpaced } = run;
+  const window = unpaced ? 0 : context.options.udp.window;
   progress(
-    `udp · ${route.info.label}, ${payloadBytes} B: ${associations} associations × ${window} in flight for ${seconds} s`,
+    `udp · ${route.info.label}, ${runName(run)}: ${associations} associations × ` +
+      `${unpaced ? "unpaced" : `${window} in flight`} for ${seconds} s`,
   );
   const cpuBefore = running === null ? 0 : treeCpuSeconds(running.proc.pid);
   const wallBefore = performance.now();
@@ -131,6 +151,7 @@ async function measureRate(
   const row: UdpRateRow = {
     ...route.info,
     payload_bytes: payloadBytes,
+    unpaced,
     sent: result.sent,
     received: result.received,
     lost: result.lost,
@@ -146,7 +167,8 @@ async function measureRate(
       cpuSeconds === null || result.received === 0 ? null : (1e6 * cpuSeconds) / result.received,
   };
   progress(
-    `udp · ${route.info.label}, ${payloadBytes} B: ${grouped(delivered)} echoes/s, ` +
+    `udp · ${route.info.label}, ${runName(run)}: ${grouped(delivered)} echoes/s ` +
+      `(offered ${grouped(result.sent / result.elapsedS)}/s), ` +
       `${row.mbit_per_s!.toFixed(1)} Mbit/s, loss ${row.loss_pct?.toFixed(3) ?? "–"} % ` +
       `(${result.lost} of ${result.sent}, ${result.late} late)` +
       (cores === null ? "" : `, proxy ${cores.toFixed(2)} cores`),
@@ -229,9 +251,10 @@ async function measureIdleAssociations(
 
 export async function measureUdp(context: Context): Promise<UdpSection> {
   const section: UdpSection = { rate: [], idle: [] };
-  const failedRate = (route: Route, payloadBytes: number, error: string): UdpRateRow => ({
+  const failedRate = (route: Route, run: UdpRun, error: string): UdpRateRow => ({
     ...route.info,
-    payload_bytes: payloadBytes,
+    payload_bytes: run.payloadBytes,
+    unpaced: run.unpaced,
     sent: 0,
     received: 0,
     lost: 0,
@@ -264,11 +287,9 @@ export async function measureUdp(context: Context): Promise<UdpSection> {
     false,
     true,
     (route, error) => {
-      for (const payload of UDP_PAYLOADS) {
-        if (
-          !section.rate.some((row) => row.id === route.info.id && row.payload_bytes === payload)
-        ) {
-          section.rate.push(failedRate(route, payload, error));
+      for (const run of UDP_RUNS) {
+        if (!section.rate.some((row) => row.id === route.info.id && sameRun(row, run))) {
+          section.rate.push(failedRate(route, run, error));
         }
       }
       if (route.info.kind !== "direct" && !section.idle.some((row) => row.id === route.info.id)) {
@@ -276,8 +297,8 @@ export async function measureUdp(context: Context): Promise<UdpSection> {
       }
     },
     async (route, running) => {
-      for (const payload of UDP_PAYLOADS) {
-        section.rate.push(await measureRate(context, route, running, payload));
+      for (const run of UDP_RUNS) {
+        section.rate.push(await measureRate(context, route, running, run));
       }
       if (running !== null) {
         section.idle.push(await measureIdleAssociations(context, route, running));
@@ -294,23 +315,26 @@ export function udpMarkdown(report: Report): string {
   if (section === null) return "";
   const settings = report.settings.udp;
   const parts: string[] = [
-    `## UDP ASSOCIATE (${settings.associations} associations × ${settings.window} datagrams in flight, ${settings.seconds} s per size)`,
+    `## UDP ASSOCIATE (${settings.associations} associations, ${settings.seconds} s per measure)`,
     "",
-    "Each association's client socket keeps a window of datagrams in flight to a UDP echo server",
-    "(a Bun process of its own) and sends one more when one comes back, or when one has been out",
-    `${LOST_AFTER_MS} ms and is counted lost: a closed loop, so the offered rate follows what the path delivers,`,
-    "and loss shows where the path drops. Through a proxy each datagram carries the SOCKS UDP header",
-    "(10 B, IPv4) both ways; Mbit/s counts payload, one way. The proxy relays two datagrams per echo;",
-    "its CPU is per echo. The load client is its own Bun process on the same cores.",
+    `Each association's client socket keeps a window of ${settings.window} datagrams in flight to a UDP echo`,
+    "server (a Bun process of its own) and sends one more when one comes back, or when one has been out",
+    `${LOST_AFTER_MS} ms and is counted lost: a closed loop, so the offered rate follows what the path delivers.`,
+    `"Unpaced" drops the window: each association sends ${BATCH_NOTE} as fast as the client process can,`,
+    "whatever comes back, so the offered rate exceeds what a proxy relays and the loss shows where it",
+    'drops (a datagram back after being counted lost is "late", not delivered). Through a proxy each',
+    "datagram carries the SOCKS UDP header (10 B, IPv4) both ways; Mbit/s counts payload, one way. The",
+    "proxy relays two datagrams per echo; its CPU is per echo. The load client is its own Bun process",
+    "on the same cores.",
   ];
-  for (const payload of UDP_PAYLOADS) {
-    const rows = section.rate.filter((row) => row.payload_bytes === payload);
+  for (const run of UDP_RUNS) {
+    const rows = section.rate.filter((row) => sameRun(row, run));
     if (rows.length === 0) continue;
     const direct = rows.find((row) => row.kind === "direct")?.delivered_per_s ?? null;
     const best = bestPeer(rows, (row) => row.delivered_per_s, "higher");
     parts.push(
       "",
-      `### ${payload.toLocaleString("en-US")} B payload${best === null ? "" : ` (best peer: ${best.row.label})`}`,
+      `### ${runName(run)}${best === null ? "" : ` (best peer: ${best.row.label})`}`,
       "",
       markdownTable(
         [

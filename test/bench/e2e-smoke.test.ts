@@ -96,13 +96,19 @@ test(
         expect(row.bound_mib).toBeGreaterThan(0);
         expect(typeof row.bounded).toBe("boolean");
       }
-      // UDP: direct and through sockpool's association at both sizes, echoes back; every idle
+      // UDP: direct and through sockpool's association at both sizes and unpaced, echoes back; every idle
       // association opened and held.
-      expect(report.udp!.rate.map((row) => `${row.id} ${row.payload_bytes}`)).toEqual([
+      expect(
+        report.udp!.rate.map(
+          (row) => `${row.id} ${row.payload_bytes}${row.unpaced ? " unpaced" : ""}`,
+        ),
+      ).toEqual([
         "direct 64",
         "direct 1400",
+        "direct 64 unpaced",
         "sockpool-local/socks 64",
         "sockpool-local/socks 1400",
+        "sockpool-local/socks 64 unpaced",
       ]);
       for (const row of report.udp!.rate) {
         expect(row.received).toBeGreaterThan(0);
