@@ -2,7 +2,7 @@
 // beside direct loopback and the peers Dante, microsocks and HAProxy, all measured in ONE run with
 // real tools on 127.0.0.1 (child-load.ts and child-servers.ts are processes it starts, not entries):
 //   throughput  iperf3 (-P 1/4, -R) through proxychains4 (SOCKS5) or a TCP forward;
-//   rate        connect [+ SOCKS5 handshake] + 64 B echo + close, C loops for T s: conn/s, latency;
+//   rate        connect [+ SOCKS5 or HTTP CONNECT] + 64 B echo + close, C loops for T s: conn/s, latency;
 //   idle        N idle proxied connections: the proxy's RSS per connection;
 //   slow        K readers that stall while the target streams: the proxy's peak RSS;
 //   udp         datagrams through UDP ASSOCIATE to a UDP echo server at 64 B and 1,400 B: echoes/s,
