@@ -1,5 +1,5 @@
 // The load client of the end-to-end benchmark, run as its OWN process (so its CPU is not the
-// proxy's): raw SOCKS5 (no auth, CONNECT to 127.0.0.1) or a plain TCP connection, then one of
+// proxy's): raw SOCKS5 (no auth, CONNECT to 127.0.0.1), raw HTTP CONNECT or plain TCP, then one of
 //   rate  C concurrent loops for T seconds: connect [+ handshake] + 64 B echo + close; latencies;
 //   idle  N connections that complete [handshake +] one echo, then stay open until told "close";
 //   slow  K connections fed a large stream by the target while this side reads nothing, then

@@ -5,7 +5,9 @@
 //               listening side, instead of tying up one ephemeral port per connection for 60 s
 //               (28k of them in all), which a 5 s rate test at 10k conn/s would exhaust;
 //   bulk        sends `streamBytes` to every connection as fast as the kernel takes them, then
-//               waits for the client to close (slow readers).
+//               waits for the client to close (slow readers);
+//   udp echo    sends every datagram back to where it came from (UDP section); one the kernel
+//               will not take (send buffer full) is dropped, and the client counts it lost.
 // Not iperf3 (started separately). Prints {"type":"ready",...} with the ports. stdin commands:
 // "stats" (bytes the bulk server handed to the kernel), "close-echo" (close every echo
 // connection, server first, for the same TIME_WAIT reason). Exits when stdin ends.
@@ -45,7 +47,7 @@ function flushEcho(socket: Socket<EchoState>): void {
   if (state.closeAfter && state.echoed >= PAYLOAD_BYTES) socket.end();
 }
 
-function main(streamBytes: number): void {
+async function main(streamBytes: number): Promise<void> {
   let echoConnections = 0;
   let bulkConnections = 0;
   let bulkSentBytes = 0;
@@ -108,8 +110,25 @@ function main(streamBytes: number): void {
     },
   });
 
+  const udpEcho = await Bun.udpSocket({
+    hostname: "127.0.0.1",
+    port: 0,
+    binaryType: "uint8array",
+    socket: {
+      data(socket, data, port, address) {
+        socket.send(data, port, address);
+      },
+    },
+  });
+
   const say = (message: ServersMessage) => process.stdout.write(`${JSON.stringify(message)}\n`);
-  say({ type: "ready", echoPort: echo.port, closePort: echoClose.port, bulkPort: bulk.port });
+  say({
+    type: "ready",
+    echoPort: echo.port,
+    closePort: echoClose.port,
+    bulkPort: bulk.port,
+    udpEchoPort: udpEcho.port,
+  });
 
   void (async () => {
     const decoder = new TextDecoder();
@@ -127,6 +146,7 @@ function main(streamBytes: number): void {
     echo.stop(true);
     echoClose.stop(true);
     bulk.stop(true);
+    udpEcho.close();
     process.exit(0);
   })();
 }
@@ -139,5 +159,8 @@ if (import.meta.main) {
     );
     process.exit(2);
   }
-  main(streamBytes);
+  main(streamBytes).catch((error: unknown) => {
+    console.error(`e2e-servers: ${error instanceof Error ? error.stack : String(error)}`);
+    process.exit(1);
+  });
 }

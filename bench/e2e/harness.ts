@@ -15,11 +15,11 @@ export const MIB = 1024 * 1024;
 /** How often a section samples a proxy's RSS. */
 export const SAMPLE_MS = 100;
 
-export type PathKind = "direct" | "socks" | "forward";
+export type PathKind = "direct" | "socks" | "forward" | "http";
 
 /** One way through: straight to the server, or one peer's SOCKS5 or forward listener. */
 export interface PathInfo {
-  /** "direct", "sockpool-local/socks", "dante/socks", "haproxy/forward", … */
+  /** "direct", "sockpool-local/socks", "sockpool-local/http", "dante/socks", "haproxy/forward", … */
   id: string;
   label: string;
   kind: PathKind;
@@ -49,17 +49,31 @@ export interface Route {
   spec: PeerSpec | null; // null: direct
 }
 
-function kindsOf(spec: PeerSpec): readonly PathKind[] {
+/** Sections with a route through sockpool's HTTP CONNECT listener. */
+const HTTP_SECTIONS = new Set(["rate"]);
+/** Peers that serve UDP ASSOCIATE (microsocks answers 07; HAProxy has no SOCKS). */
+const UDP_FAMILIES = new Set(["sockpool", "dante"]);
+
+function kindsOf(spec: PeerSpec, section: string): readonly PathKind[] {
+  // UDP ASSOCIATE is a SOCKS5 command: the peers that serve it, through their SOCKS5 port.
+  if (section === "udp") return UDP_FAMILIES.has(spec.family) ? ["socks"] : [];
   if (spec.kinds !== undefined) return spec.kinds;
   switch (spec.family) {
     case "sockpool":
-      return ["socks", "forward"];
+      return HTTP_SECTIONS.has(section) ? ["socks", "http", "forward"] : ["socks", "forward"];
     case "haproxy":
       return ["forward"];
     default:
       return ["socks"];
   }
 }
+
+const KIND_LABELS: Record<PathKind, string> = {
+  direct: "direct",
+  socks: "SOCKS5",
+  http: "HTTP CONNECT",
+  forward: "forward",
+};
 
 function routeOf(spec: PeerSpec | null, kind: PathKind): Route {
   if (spec === null) {
@@ -78,7 +92,7 @@ function routeOf(spec: PeerSpec | null, kind: PathKind): Route {
     spec,
     info: {
       id: `${spec.id}/${kind}`,
-      label: `${spec.label} (${kind === "socks" ? "SOCKS5" : "forward"})`,
+      label: `${spec.label} (${KIND_LABELS[kind]})`,
       kind,
       family: spec.family,
       strategy: spec.family === "sockpool" ? spec.id.slice("sockpool-".length) : null,
@@ -94,12 +108,17 @@ export function endpoint(
   running: RunningPeer | null,
   targets: Targets,
   which: Which,
-): { port: number; socksTarget: number | null } {
+): { port: number; socksTarget: number | null; http: boolean } {
   const key = `${which}Port` as const;
-  if (route.info.kind === "direct") return { port: targets[key], socksTarget: null };
+  if (route.info.kind === "direct") return { port: targets[key], socksTarget: null, http: false };
   if (running === null) throw new Error("no running peer for a proxied route");
-  if (route.info.kind === "socks") return { port: running.socksPort!, socksTarget: targets[key] };
-  return { port: running.forward![key], socksTarget: null };
+  if (route.info.kind === "socks") {
+    return { port: running.socksPort!, socksTarget: targets[key], http: false };
+  }
+  if (route.info.kind === "http") {
+    return { port: running.httpPort!, socksTarget: targets[key], http: true };
+  }
+  return { port: running.forward![key], socksTarget: null, http: false };
 }
 
 // ── Helpers around the child processes ────────────────────────────────────────────────────────
@@ -177,9 +196,13 @@ export async function settledRss(
 
 /** What every section is handed: the options, the running targets and the proxies to measure. */
 export interface Context {
+  /** The section running: which routes a peer has (kindsOf). */
+  section: string;
   options: Options;
   dir: string;
   targets: Targets;
+  /** The UDP echo server (child-servers.ts). */
+  udpEchoPort: number;
   specs: PeerSpec[];
   withDirect: boolean;
   servers: Proc;
@@ -192,7 +215,8 @@ async function startPeer(context: Context, spec: PeerSpec): Promise<RunningPeer>
     targets: context.targets,
     dir: context.dir,
     fileLimit: context.options.fileLimit,
-    connectionsMax: context.options.idleConnections + 1_000,
+    connectionsMax: Math.max(context.options.idleConnections, context.options.udp.idle) + 1_000,
+    associationsMax: context.options.udp.idle + 1_000,
   });
 }
 
@@ -206,7 +230,7 @@ export async function eachRoute(
 ): Promise<void> {
   if (withDirect && context.withDirect) await body(routeOf(null, "direct"), null);
   for (const spec of context.specs) {
-    const routes = kindsOf(spec).map((kind) => routeOf(spec, kind));
+    const routes = kindsOf(spec, context.section).map((kind) => routeOf(spec, kind));
     const groups = fresh ? routes.map((route) => [route]) : [routes];
     for (const group of groups) {
       let running: RunningPeer | null = null;

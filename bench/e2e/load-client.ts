@@ -1,4 +1,5 @@
-// The load client's connections: raw SOCKS5 (no auth, CONNECT to 127.0.0.1) or plain TCP, each a
+// The load client's connections: raw SOCKS5 (no auth, CONNECT to 127.0.0.1), raw HTTP CONNECT, or
+// plain TCP, each a
 // small state machine from connect through handshake and echo to Ready, with a timeout sweep and
 // every failure counted by kind. Not a SOCKS library: it knows exactly the bytes this benchmark
 // sends, and nothing else. Not the modes either: child-load.ts drives rate, idle and slow with it.
@@ -31,6 +32,30 @@ function replyLength(head: Uint8Array): number {
     default:
       return -1;
   }
+}
+
+/** HTTP CONNECT request head to 127.0.0.1:PORT: the request line and the empty line, no headers. */
+function httpConnectRequest(port: number): Uint8Array {
+  return new TextEncoder().encode(`CONNECT 127.0.0.1:${port} HTTP/1.1\r\n\r\n`);
+}
+
+/** A proxy's response head is short; more than this without its end is an error. */
+const HTTP_HEAD_MAX = 4096;
+const HTTP_OK = new TextEncoder().encode("HTTP/1.1 200");
+
+/** Offset just past the response head's CRLF CRLF in `input`, or -1 when not there yet. */
+function httpHeadEnd(input: Uint8Array): number {
+  for (let index = 3; index < input.length; index++) {
+    if (
+      input[index] === 0x0a &&
+      input[index - 1] === 0x0d &&
+      input[index - 2] === 0x0a &&
+      input[index - 3] === 0x0d
+    ) {
+      return index + 1;
+    }
+  }
+  return -1;
 }
 
 const PAYLOAD = new Uint8Array(PAYLOAD_BYTES).map((_, index) => 0x41 + (index % 26));
@@ -82,7 +107,12 @@ export class Client {
     private readonly job: LoadJob,
     private readonly listener: Listener,
   ) {
-    this.request = job.socksTarget === null ? null : connectRequest(job.socksTarget);
+    this.request =
+      job.socksTarget === null
+        ? null
+        : job.http === true
+          ? httpConnectRequest(job.socksTarget)
+          : connectRequest(job.socksTarget);
     this.sweeper = setInterval(() => this.sweep(), 200);
   }
 
@@ -187,6 +217,9 @@ export class Client {
       conn.socket = socket;
       if (this.request === null) {
         this.afterHandshake(conn, socket, new Uint8Array(0));
+      } else if (this.job.http === true) {
+        conn.phase = Phase.Request; // no greeting: the request head, then the response head
+        if (socket.write(this.request) !== this.request.length) this.fail(conn, "short-write");
       } else {
         conn.phase = Phase.Greeting;
         if (socket.write(GREETING) !== GREETING.length) this.fail(conn, "short-write");
@@ -236,6 +269,10 @@ export class Client {
   };
 
   private onHandshakeBytes(conn: Conn, socket: Socket<Conn>, input: Uint8Array): void {
+    if (this.job.http === true) {
+      this.onHttpResponseBytes(conn, socket, input);
+      return;
+    }
     if (conn.phase === Phase.Greeting) {
       if (input.length < 2) {
         conn.pending = input;
@@ -269,6 +306,24 @@ export class Client {
     }
     conn.pending = new Uint8Array(0);
     this.afterHandshake(conn, socket, input.subarray(length));
+  }
+
+  /** HTTP CONNECT: the response head, "HTTP/1.1 200 …" up to CRLF CRLF; bytes after it are the
+   *  tunnel's. */
+  private onHttpResponseBytes(conn: Conn, socket: Socket<Conn>, input: Uint8Array): void {
+    const end = httpHeadEnd(input);
+    if (end < 0) {
+      if (input.length > HTTP_HEAD_MAX) this.fail(conn, "http-head-too-long");
+      else conn.pending = input;
+      return;
+    }
+    if (!HTTP_OK.every((byte, index) => input[index] === byte)) {
+      const line = new TextDecoder().decode(input.subarray(0, Math.min(end, 12)));
+      this.fail(conn, `http ${line.replace(/[^ -~]/g, "?")}`);
+      return;
+    }
+    conn.pending = new Uint8Array(0);
+    this.afterHandshake(conn, socket, input.subarray(end));
   }
 
   /** A connection we are done with: no error for its close. */

@@ -2,20 +2,22 @@
 // beside direct loopback and the peers Dante, microsocks and HAProxy, all measured in ONE run with
 // real tools on 127.0.0.1 (child-load.ts and child-servers.ts are processes it starts, not entries):
 //   throughput  iperf3 (-P 1/4, -R) through proxychains4 (SOCKS5) or a TCP forward;
-//   rate        connect [+ SOCKS5 handshake] + 64 B echo + close, C loops for T s: conn/s, latency;
+//   rate        connect [+ SOCKS5 or HTTP CONNECT] + 64 B echo + close, C loops for T s: conn/s, latency;
 //   idle        N idle proxied connections: the proxy's RSS per connection;
 //   slow        K readers that stall while the target streams: the proxy's peak RSS;
+//   udp         datagrams through UDP ASSOCIATE to a UDP echo server at 64 B and 1,400 B: echoes/s,
+//               Mbit/s, loss, proxy CPU; N idle associations: the proxy's RSS per association;
 //   wan         sockpool's upstream pool off and on across an emulated 10 ms link (bench/wan/),
 //               beside direct: CONNECT-to-first-byte latency, conn/s, hit rate, CPU per connection.
 // Not a test and not a gate: it prints tables, writes bench/results/e2e.{md,json} and evaluates
 // the targets without failing on them. Every process it starts is stopped at the end, also on
 // failure and Ctrl-C, and it checks with ps that none is left. Each section is its own file
-// (throughput.ts, rate.ts, idle.ts, slow.ts, wan.ts); options.ts has the flags, report.ts writes
+// (throughput.ts, rate.ts, idle.ts, slow.ts, udp.ts, wan.ts); options.ts has the flags, report.ts writes
 // e2e.md. The WAN section also writes wan.md and wan.json, and is skipped with one line where
 // network namespaces cannot be made.
 //
 //   bun bench/e2e/main.ts [--time S] [--strategies a,b] [--peers list] [--only sections] [--quick]
-//                         [--concurrency C] [--idle N] [--out DIR] [--smoke]
+//                         [--concurrency C] [--idle N] [--udp-idle N] [--out DIR] [--smoke]
 
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
@@ -44,6 +46,7 @@ import { measureRate } from "./rate.ts";
 import { type Report, renderMarkdown } from "./report.ts";
 import { measureSlow } from "./slow.ts";
 import { evaluateTargets } from "./targets.ts";
+import { measureUdp, UDP_PAYLOADS } from "./udp.ts";
 import { debianVersion, requireTool, toolVersion } from "./tools.ts";
 import { measureThroughput } from "./throughput.ts";
 import { measureWan, wanFailed, writeWanResults } from "./wan.ts";
@@ -134,17 +137,20 @@ async function main(): Promise<number> {
     };
     progress(
       `servers on 127.0.0.1: echo ${targets.echoPort}, echo-close ${targets.closePort}, ` +
-        `bulk ${targets.bulkPort}, iperf3 ${iperfPort}`,
+        `bulk ${targets.bulkPort}, iperf3 ${iperfPort}, UDP echo ${ready.udpEchoPort}`,
     );
     /** The context of one section: only the peers that run in it. */
     const forSection = (section: string): Context => ({
       ...context,
+      section,
       specs: specs.filter((spec) => spec.sections === undefined || spec.sections.includes(section)),
     });
     const context: Context = {
+      section: "",
       options,
       dir,
       targets,
+      udpEchoPort: ready.udpEchoPort,
       specs,
       withDirect: peerNames.includes("direct"),
       servers,
@@ -186,6 +192,7 @@ async function main(): Promise<number> {
           slot_bytes: SOCKPOOL_POOL.slotBytes,
           backlog_bytes_max: SOCKPOOL_POOL.backlogBytesMax,
         },
+        udp: { ...options.udp, payload_bytes: UDP_PAYLOADS },
       },
       throughput: sections.includes("throughput")
         ? await measureThroughput(forSection("throughput"))
@@ -193,6 +200,7 @@ async function main(): Promise<number> {
       rate: sections.includes("rate") ? await measureRate(forSection("rate")) : [],
       idle: sections.includes("idle") ? await measureIdle(forSection("idle")) : [],
       slow: sections.includes("slow") ? await measureSlow(forSection("slow")) : [],
+      udp: sections.includes("udp") ? await measureUdp(forSection("udp")) : null,
       wan: sections.includes("wan") ? await measureWan(forSection("wan")) : null,
       targets: [],
       notes,
@@ -246,6 +254,8 @@ async function main(): Promise<number> {
     report.rate.some((row) => row.conn_per_s === null) ||
     report.idle.some((row) => row.bytes_per_conn === null) ||
     report.slow.some((row) => row.peak_delta_mib === null) ||
+    (report.udp?.rate.some((row) => row.delivered_per_s === null) ?? false) ||
+    (report.udp?.idle.some((row) => row.bytes_per_association === null) ?? false) ||
     wanFailed(report.wan);
   if (report.wan?.skipped != null) report.skipped.push(`wan: ${report.wan.skipped}`);
   const markdown = renderMarkdown(report);

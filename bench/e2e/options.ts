@@ -14,9 +14,10 @@ import { IPERF_VARIANTS, type IperfVariant } from "./iperf.ts";
 import { PEER_FAMILIES, type PeerName, SOCKPOOL_WORKERS } from "./peers.ts";
 import { BENCH_PACKAGES } from "./tools.ts";
 import { hardFileLimit } from "./procs.ts";
+import type { UdpSettings } from "./udp.ts";
 import type { WanSettings } from "../wan/run.ts";
 
-export const SECTIONS = ["throughput", "rate", "idle", "slow", "wan"] as const;
+export const SECTIONS = ["throughput", "rate", "idle", "slow", "udp", "wan"] as const;
 export type Section = (typeof SECTIONS)[number];
 const DEFAULT_STRATEGIES: StrategyName[] = ["local", "queue"];
 /** Wanted for the idle test; fewer when the open-file limit cannot hold them. */
@@ -40,6 +41,8 @@ export interface Options {
   /** idleWanted, or fewer when the open-file limit cannot hold them. */
   idleConnections: number;
   slow: { conns: number; streamBytes: number; stallMs: number; slowMs: number };
+  /** The UDP section's sizes (udp.ts). */
+  udp: UdpSettings;
   /** The WAN section's sizes (bench/wan/run.ts). */
   wan: WanSettings;
   /** Where wan.md and wan.json go: the committed results when the WAN ran at its defaults, even
@@ -59,6 +62,7 @@ const USAGE = `usage: bun bench/e2e/main.ts [options]          (bun run bench:e2
   --only LIST        sections, of ${SECTIONS.join(", ")} (default all)
   --concurrency C    rate test loops (default 32)
   --idle N           idle connections (default 10000, fewer if the open-file limit cannot hold them)
+  --udp-idle N       idle UDP associations (default 1000; --quick 200; --smoke 20)
   --quick            shorter: 2 s runs, 2000 idle, 16 slow readers × 32 MiB, WAN 50 + 500 connections
   --smoke            tiny sizes, well under a minute (also BENCH_SMOKE=1)
 WAN section (sockpool with its upstream pool off and on, across an emulated link; needs root):
@@ -117,6 +121,7 @@ export function parseOptions(argv: string[]): Options {
       only: { type: "string" },
       concurrency: { type: "string" },
       idle: { type: "string" },
+      "udp-idle": { type: "string" },
       quick: { type: "boolean", default: false },
       smoke: { type: "boolean", default: process.env.BENCH_SMOKE === "1" },
       out: { type: "string" },
@@ -165,6 +170,18 @@ export function parseOptions(argv: string[]): Options {
     : quick
       ? { conns: 16, streamBytes: 32 * MIB, stallMs: 1_000, slowMs: 1_000 }
       : { conns: 32, streamBytes: 64 * MIB, stallMs: 3_000, slowMs: 3_000 };
+  const udpIdleFit = Math.floor((fileLimit - FDS_RESERVED) / 3 / 100) * 100;
+  const udp: UdpSettings = {
+    seconds,
+    associations: smoke ? 2 : 4,
+    window: smoke ? 8 : 32,
+    // Three descriptors per association in the proxy (control connection, relay socket, and in
+    // the load client the control connection and its UDP socket): what the open-file limit holds.
+    idle: Math.min(
+      udpIdleFit,
+      intOption("--udp-idle", values["udp-idle"], smoke ? 20 : quick ? 200 : 1_000, 100_000),
+    ),
+  };
   const variants: readonly IperfVariant[] = smoke
     ? IPERF_VARIANTS.filter((variant) => variant.key === "1" || variant.key === "4R")
     : IPERF_VARIANTS;
@@ -223,6 +240,7 @@ export function parseOptions(argv: string[]): Options {
       values.strategies,
       values.concurrency,
       values.idle,
+      values["udp-idle"],
       ...wanFlags,
     ].every((value) => value === undefined);
   /** Where the results go; a temp dir is only made when they are written. */
@@ -251,6 +269,7 @@ export function parseOptions(argv: string[]): Options {
     idleWanted,
     idleConnections,
     slow,
+    udp,
     variants,
     wan,
     resultsDir,

@@ -47,6 +47,8 @@ export interface RunningPeer {
   proc: Proc;
   /** SOCKS5 listener, or null for a forward-only peer. */
   socksPort: number | null;
+  /** HTTP CONNECT listener (sockpool's `[[http]]`), or null. */
+  httpPort: number | null;
   /** Forward listeners (to the echo, bulk and iperf3 servers), or null for a SOCKS-only peer. */
   forward: Targets | null;
 }
@@ -62,7 +64,7 @@ export interface PeerSpec {
   /** The sections it runs in (all when absent) and its listener kinds (its family's when absent):
    *  a variant measured for one comparison only. */
   sections?: readonly string[];
-  kinds?: readonly ("socks" | "forward")[];
+  kinds?: readonly ("socks" | "forward" | "http")[];
   start(context: StartContext): Promise<RunningPeer>;
 }
 
@@ -74,6 +76,8 @@ export interface StartContext {
   fileLimit: number;
   /** Connections the peer must accept at once (idle test). */
   connectionsMax: number;
+  /** UDP associations the peer must hold at once (UDP section). */
+  associationsMax: number;
 }
 
 /** sockpool's Worker threads in every run: the benchmark machine has 2 cores. */
@@ -136,13 +140,14 @@ export function sockpoolPeer(strategy: string, admin: "on" | "off" = "on"): Peer
     missing: null,
     ...(admin === "on" ? {} : { sections: ["throughput"], kinds: ["socks" as const] }),
     async start(context) {
-      const [socksPort, adminPort] = freePorts(2) as [number, number];
+      const [socksPort, adminPort, httpPort] = freePorts(3) as [number, number, number];
       const { forward, pairs } = forwardPorts(context.targets);
       // Only what flags cannot say: room for the idle test, and a quick stop.
       const configFile = path.join(context.dir, `sockpool-${strategy}.toml`);
       writeFileSync(
         configFile,
-        `[server]\nconnections_max = ${context.connectionsMax}\nshutdown_timeout_ms = ${SHUTDOWN_TIMEOUT_MS}\n`,
+        `[server]\nconnections_max = ${context.connectionsMax}\nshutdown_timeout_ms = ${SHUTDOWN_TIMEOUT_MS}\n` +
+          `[udp]\nassociations_max = ${context.associationsMax}\n`,
       );
       const argv = [
         process.execPath,
@@ -155,6 +160,11 @@ export function sockpoolPeer(strategy: string, admin: "on" | "off" = "on"): Peer
           "--forward",
           `127.0.0.1:${listen}=127.0.0.1:${target}`,
         ]),
+        // HTTP CONNECT (rate section) and UDP ASSOCIATE (UDP section) on every instance: each is
+        // idle unless a section uses it.
+        "--http",
+        `127.0.0.1:${httpPort}`,
+        "--udp",
         "--pool-strategy",
         strategy,
         "--admin",
@@ -172,12 +182,12 @@ export function sockpoolPeer(strategy: string, admin: "on" | "off" = "on"): Peer
       // "ready" log line is at info level, which would also log every connection.
       await ready(
         proc,
-        [socksPort, ...pairs.map(([, listen]) => listen)],
+        [socksPort, httpPort, ...pairs.map(([, listen]) => listen)],
         SOCKPOOL_WORKERS,
         socksPort,
       );
       if (admin === "on") scrapeMetrics(proc, adminPort);
-      return { proc, socksPort, forward };
+      return { proc, socksPort, httpPort, forward };
     },
   };
 }
@@ -226,7 +236,7 @@ export function dantePeer(): PeerSpec {
         fileLimit: context.fileLimit,
       });
       await ready(proc, [socksPort], 1, socksPort);
-      return { proc, socksPort, forward: null };
+      return { proc, socksPort, httpPort: null, forward: null };
     },
   };
 }
@@ -251,7 +261,7 @@ export function microsocksPeer(): PeerSpec {
         },
       );
       await ready(proc, [socksPort], 1, socksPort);
-      return { proc, socksPort, forward: null };
+      return { proc, socksPort, httpPort: null, forward: null };
     },
   };
 }
@@ -307,7 +317,7 @@ export function haproxyPeer(): PeerSpec {
         1,
         null,
       );
-      return { proc, socksPort: null, forward };
+      return { proc, socksPort: null, httpPort: null, forward };
     },
   };
 }

@@ -1,6 +1,6 @@
-// The connection-rate section: C loops of connect [+ SOCKS5 handshake] + 64 B echo + close for T
-// seconds per route, through the load client (child-load.ts), with latency percentiles and the
-// proxy's CPU; and its table in e2e.md. Not the load client: that runs in its own process.
+// The connection-rate section: C loops of connect [+ SOCKS5 or HTTP CONNECT] + 64 B echo + close
+// for T seconds per route, through the load client (child-load.ts), with latency percentiles and
+// the proxy's CPU; and its table in e2e.md. Not the load client: that runs in its own process.
 
 import { markdownTable } from "../lib/markdown.ts";
 import type { LoadMessage } from "./protocol.ts";
@@ -124,7 +124,8 @@ export function rateMarkdown(report: Report): string {
   return [
     `## Connection rate and latency (${report.settings.rate_concurrency} concurrent loops, ${report.settings.rate_seconds} s each)`,
     "",
-    "One loop: connect, SOCKS5 greeting (no auth) + CONNECT to the echo server (SOCKS5 paths only),",
+    "One loop: connect, SOCKS5 greeting (no auth) + CONNECT to the echo server (SOCKS5 paths), or",
+    "`CONNECT 127.0.0.1:PORT HTTP/1.1` and its `HTTP/1.1 200` (HTTP CONNECT paths), or nothing (forward),",
     "64 B echoed, then the server closes and the close comes back through the proxy; the client closes.",
     "conn/s counts complete loops; latency is connect start → echo received. The load client is its",
     `own Bun process on the same cores. Best peer: ${best?.row.label ?? "none"}.`,

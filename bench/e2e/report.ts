@@ -6,6 +6,7 @@ import { type IdleRow, idleMarkdown } from "./idle.ts";
 import { type RateRow, rateMarkdown } from "./rate.ts";
 import { type SlowRow, slowMarkdown } from "./slow.ts";
 import { type ThroughputRow, throughputMarkdown } from "./throughput.ts";
+import { type UdpSection, type UdpSettings, udpMarkdown } from "./udp.ts";
 import { type WanSection, wanMarkdown } from "./wan.ts";
 
 export interface Target {
@@ -45,11 +46,14 @@ export interface Report {
     slow_stall_ms: number;
     slow_slow_ms: number;
     pool: { slots: number; slot_bytes: number; backlog_bytes_max: number };
+    udp: UdpSettings & { payload_bytes: readonly number[] };
   };
   throughput: ThroughputRow[];
   rate: RateRow[];
   idle: IdleRow[];
   slow: SlowRow[];
+  /** null when the section was not asked for. */
+  udp: UdpSection | null;
   /** null when the section was not asked for; its `skipped` says why it did not run. */
   wan: WanSection | null;
   targets: Target[];
@@ -89,6 +93,7 @@ export function renderMarkdown(report: Report): string {
     rateMarkdown(report),
     idleMarkdown(report),
     slowMarkdown(report),
+    udpMarkdown(report),
     wanMarkdown(report.wan),
     targetsSection(report),
     report.notes.length === 0

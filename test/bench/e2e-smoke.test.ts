@@ -1,7 +1,8 @@
 // The end-to-end benchmark runs here at smoke size (BENCH_SMOKE=1: direct and sockpool only, about a
-// second per measure, 50 idle connections) so it cannot rot. Its figures are not judged, only that
-// every measure ran, wrote sane results to a temp dir, counted no errors for sockpool, and left no
-// process behind. Needs iperf3 and proxychains4 (.ci/setup.sh --test-tools), not the peers.
+// second per measure, 50 idle connections, 20 idle UDP associations) so it cannot rot. Its figures
+// are not judged, only that every measure ran, wrote sane results to a temp dir, counted no errors
+// for sockpool, and left no process behind. Needs iperf3 and proxychains4 (.ci/setup.sh
+// --test-tools), not the peers.
 
 import { expect, test } from "bun:test";
 import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
@@ -12,7 +13,7 @@ import { runBun } from "../support/spawn.ts";
 
 const BENCH = new URL("../../bench/e2e/main.ts", import.meta.url);
 const COMMITTED = new URL("../../bench/results/e2e.json", import.meta.url).pathname;
-const SMOKE_TIMEOUT_MS = 60_000;
+const SMOKE_TIMEOUT_MS = 90_000;
 
 function modifiedMs(file: string): number | null {
   try {
@@ -23,7 +24,7 @@ function modifiedMs(file: string): number | null {
 }
 
 test(
-  "bench/e2e/main.ts measures throughput, rate, idle memory and slow readers at smoke size",
+  "bench/e2e/main.ts measures throughput, rate, idle memory, slow readers and UDP at smoke size",
   async () => {
     const dir = mkdtempSync(path.join(os.tmpdir(), "sockpool-e2e-test-"));
     const committedBefore = modifiedMs(COMMITTED);
@@ -31,14 +32,14 @@ test(
       // The WAN section has its own smoke test (wan-smoke.test.ts).
       const { code, stdout, stderr } = await runBun(
         BENCH,
-        ["--only", "throughput,rate,idle,slow"],
+        ["--only", "throughput,rate,idle,slow,udp"],
         {
           BENCH_SMOKE: "1",
           BENCH_RESULTS_DIR: dir,
         },
       );
       expect({ code, stderr }).toEqual({ code: 0, stderr: "" });
-      for (const line of ["throughput · ", "rate · ", "idle · ", "slow · "]) {
+      for (const line of ["throughput · ", "rate · ", "idle · ", "slow · ", "udp · "]) {
         expect(stdout).toContain(line);
       }
       expect(stdout).toContain("checked with ps: no process left running");
@@ -64,8 +65,13 @@ test(
           expect(row.variants[key]?.gbps).toBeGreaterThan(0);
         }
       }
-      // Rate: connections went through with no error at all.
-      expect(report.rate.length).toBe(3);
+      // Rate: direct, SOCKS5, HTTP CONNECT and forward; connections went through with no error.
+      expect(report.rate.map((row) => row.id)).toEqual([
+        "direct",
+        "sockpool-local/socks",
+        "sockpool-local/http",
+        "sockpool-local/forward",
+      ]);
       for (const row of report.rate) {
         expect(row.conn_per_s).toBeGreaterThan(0);
         expect(row.errors).toBe(0);
@@ -91,12 +97,43 @@ test(
         expect(row.bound_mib).toBeGreaterThan(0);
         expect(typeof row.bounded).toBe("boolean");
       }
+      // UDP: direct and through sockpool's association at both sizes and unpaced, echoes back; every idle
+      // association opened and held.
+      expect(
+        report.udp!.rate.map(
+          (row) => `${row.id} ${row.payload_bytes}${row.unpaced ? " unpaced" : ""}`,
+        ),
+      ).toEqual([
+        "direct 64",
+        "direct 1400",
+        "direct 64 unpaced",
+        "sockpool-local/socks 64",
+        "sockpool-local/socks 1400",
+        "sockpool-local/socks 64 unpaced",
+      ]);
+      for (const row of report.udp!.rate) {
+        expect(row.received).toBeGreaterThan(0);
+        expect(row.delivered_per_s).toBeGreaterThan(0);
+        expect(row.bad).toBe(0);
+      }
+      expect(report.udp!.idle.length).toBe(1);
+      for (const row of report.udp!.idle) {
+        expect(row.open).toBe(report.settings.udp.idle);
+        expect(row.errors).toBe(0);
+        expect(Number.isFinite(row.bytes_per_association)).toBe(true);
+      }
       // One verdict per target (3) for the one strategy, each with its figures.
       expect(report.targets.length).toBe(3);
       for (const target of report.targets) expect(target.detail).not.toBe("not measured");
 
       const markdown = readFileSync(path.join(dir, "e2e.md"), "utf8");
-      for (const heading of ["## Throughput", "## Connection rate", "## Idle memory", "## Slow"]) {
+      for (const heading of [
+        "## Throughput",
+        "## Connection rate",
+        "## Idle memory",
+        "## Slow",
+        "## UDP ASSOCIATE",
+      ]) {
         expect(markdown).toContain(heading);
       }
       expect(markdown).toContain("## Targets (recorded, not gated)");
