@@ -155,6 +155,12 @@ function sweepInterval(config: Config): number {
   return Math.min(LIMITS.sweep_ms_max, Math.max(LIMITS.sweep_ms_min, quarter));
 }
 
+/** The access rules, with this proxy's own listeners and its admin API denied as destinations. */
+function accessPolicyFor(config: Config, listening: readonly ListenerInfo[]): AccessPolicy {
+  const admin = config.admin.listen === "off" ? null : parseHostPort(config.admin.listen);
+  return new AccessPolicy(config.access, admin === null ? listening : [...listening, admin]);
+}
+
 /** Whether any listener asks for a password: only then can failed logins block a client. */
 function loginsPossible(config: Config): boolean {
   return (
@@ -410,11 +416,9 @@ export async function startProxy(options: ProxyOptions): Promise<ProxyServer> {
   }
 
   // Made once the listeners are bound; accept() runs only on later events, so it sees it set.
-  // This proxy's own listeners (bound ports known now) are denied as destinations.
   // This proxy's own listeners and its admin API (bound ports known by now) are denied as
   // destinations: through the proxy, a client would otherwise reach them as a local caller.
-  const admin = config.admin.listen === "off" ? null : parseHostPort(config.admin.listen);
-  let access = new AccessPolicy(config.access, admin === null ? info : [...info, admin]);
+  let access = accessPolicyFor(config, info);
   const poolSettings = config.server.pool;
   const upstreamPool = poolSettings.enabled
     ? new UpstreamPool({
@@ -630,8 +634,7 @@ export async function startProxy(options: ProxyOptions): Promise<ProxyServer> {
     );
     Object.assign(clients.refused, previousClients.refused);
     clients.untracked = previousClients.untracked;
-    const adminAddress = next.admin.listen === "off" ? null : parseHostPort(next.admin.listen);
-    access = new AccessPolicy(next.access, adminAddress === null ? info : [...info, adminAddress]);
+    access = accessPolicyFor(next, info);
     handshakeSlots.max = handshakeSlotsPerWorker(next);
     udpSlots.max = handshakeSlotsPerWorker(next);
     ctx = {

@@ -5,21 +5,12 @@ import { expect, test } from "bun:test";
 import { createPool } from "../../src/pool/index.ts";
 import { encodeProxyV1, encodeProxyV2 } from "../../src/protocol/proxy-header.ts";
 import { ProxyHeaderReader } from "../../src/proxy/proxy-header-reader.ts";
+import { concat } from "../support/bytes.ts";
 
 const pool = createPool({ strategy: "queue-ts", slots: 16, slot_bytes: 1024, checked: true });
 const source = { host: "203.0.113.7", port: 51_000 };
 const destination = { host: "192.0.2.1", port: 1080 };
 const greeting = Uint8Array.of(0x05, 0x01, 0x00);
-
-function concat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((sum, part) => sum + part.length, 0));
-  let at = 0;
-  for (const part of parts) {
-    out.set(part, at);
-    at += part.length;
-  }
-  return out;
-}
 
 test.each([
   ["v1", encodeProxyV1(source, destination)],

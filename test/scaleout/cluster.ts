@@ -235,6 +235,18 @@ export interface Troubles {
   connect_errors: number;
 }
 
+/** SIGTERM, then SIGKILL if `child` has not exited within 5 s. */
+async function stopChild(child: Subprocess | null, name: string): Promise<void> {
+  if (child === null) return;
+  child.kill("SIGTERM");
+  try {
+    await withDeadline(child.exited, 5_000, `${name} to exit`);
+  } catch {
+    child.kill("SIGKILL");
+    await child.exited;
+  }
+}
+
 export class Balancer {
   readonly port = freePort();
   readonly statsPort = freePort();
@@ -333,15 +345,8 @@ export class Balancer {
 
   async stop(): Promise<void> {
     const child = this.child;
-    if (child === null) return;
     this.child = null;
-    child.kill("SIGTERM");
-    try {
-      await withDeadline(child.exited, 5_000, "haproxy to exit");
-    } catch {
-      child.kill("SIGKILL");
-      await child.exited;
-    }
+    await stopChild(child, "haproxy");
   }
 }
 
@@ -430,15 +435,8 @@ export class Prometheus {
 
   async stop(): Promise<void> {
     const child = this.child;
-    if (child === null) return;
     this.child = null;
-    child.kill("SIGTERM");
-    try {
-      await withDeadline(child.exited, 5_000, "prometheus to exit");
-    } catch {
-      child.kill("SIGKILL");
-      await child.exited;
-    }
+    await stopChild(child, "prometheus");
   }
 }
 
