@@ -9,7 +9,7 @@
 
 import { LATENCY_BUCKETS_S, LISTENER_KINDS, readCounters } from "../stats/counters.ts";
 import { Exposition } from "./exposition.ts";
-import type { UpstreamDestinationStats } from "./types.ts";
+import type { BufferWorkerStats, UpstreamDestinationStats } from "./types.ts";
 import { topDestinations } from "./upstream.ts";
 import {
   type AdminSources,
@@ -28,6 +28,47 @@ type UpstreamCounterKey =
   | "evicted"
   | "expired"
   | "dropped";
+
+/** The buffer pool's per-Worker families: name, type, help, and the field of BufferWorkerStats. */
+const BUFFER_WORKER_FAMILIES: readonly (readonly [
+  string,
+  "counter" | "gauge",
+  string,
+  Exclude<keyof BufferWorkerStats, "worker">,
+])[] = [
+  [
+    "sockpool_buffer_pool_acquired_total",
+    "counter",
+    "Slots handed out, per Worker (restarts from 0 with the Worker).",
+    "acquired",
+  ],
+  ["sockpool_buffer_pool_released_total", "counter", "Slots given back, per Worker.", "released"],
+  [
+    "sockpool_buffer_pool_exhausted_total",
+    "counter",
+    "Acquires that found no free slot, per Worker.",
+    "exhausted",
+  ],
+  ["sockpool_buffer_pool_held_slots", "gauge", "Slots the Worker's connections hold now.", "held"],
+  [
+    "sockpool_buffer_pool_local_cached_slots",
+    "gauge",
+    "Slots in the Worker's local cache (local strategy).",
+    "local_cached",
+  ],
+  [
+    "sockpool_buffer_pool_local_refills_total",
+    "counter",
+    "Refills of the Worker's local cache from the shared free list (local strategy).",
+    "local_refills",
+  ],
+  [
+    "sockpool_relay_backlog_bytes",
+    "gauge",
+    "Relay bytes held in buffer-pool slots now, waiting for a slow reader, per Worker.",
+    "relay_bytes_held",
+  ],
+];
 
 export function renderMetrics(sources: AdminSources, snapshots: Snapshots): string {
   const out = new Exposition();
@@ -197,45 +238,10 @@ export function renderMetrics(sources: AdminSources, snapshots: Snapshots): stri
     .sample(buffers.slot_bytes);
   out.family("sockpool_buffer_pool_slots", "gauge", "Buffer-pool slots, by state (free or held).");
   out.sample(buffers.slots_free, { state: "free" }).sample(buffers.slots_held, { state: "held" });
-  out.family(
-    "sockpool_buffer_pool_acquired_total",
-    "counter",
-    "Slots handed out, per Worker (restarts from 0 with the Worker).",
-  );
-  for (const entry of buffers.per_worker) out.sample(entry.acquired, { worker: entry.worker });
-  out.family("sockpool_buffer_pool_released_total", "counter", "Slots given back, per Worker.");
-  for (const entry of buffers.per_worker) out.sample(entry.released, { worker: entry.worker });
-  out.family(
-    "sockpool_buffer_pool_exhausted_total",
-    "counter",
-    "Acquires that found no free slot, per Worker.",
-  );
-  for (const entry of buffers.per_worker) out.sample(entry.exhausted, { worker: entry.worker });
-  out.family(
-    "sockpool_buffer_pool_held_slots",
-    "gauge",
-    "Slots the Worker's connections hold now.",
-  );
-  for (const entry of buffers.per_worker) out.sample(entry.held, { worker: entry.worker });
-  out.family(
-    "sockpool_buffer_pool_local_cached_slots",
-    "gauge",
-    "Slots in the Worker's local cache (local strategy).",
-  );
-  for (const entry of buffers.per_worker) out.sample(entry.local_cached, { worker: entry.worker });
-  out.family(
-    "sockpool_buffer_pool_local_refills_total",
-    "counter",
-    "Refills of the Worker's local cache from the shared free list (local strategy).",
-  );
-  for (const entry of buffers.per_worker) out.sample(entry.local_refills, { worker: entry.worker });
-  out.family(
-    "sockpool_relay_backlog_bytes",
-    "gauge",
-    "Relay bytes held in buffer-pool slots now, waiting for a slow reader, per Worker.",
-  );
-  for (const entry of buffers.per_worker)
-    out.sample(entry.relay_bytes_held, { worker: entry.worker });
+  for (const [name, type, help, key] of BUFFER_WORKER_FAMILIES) {
+    out.family(name, type, help);
+    for (const entry of buffers.per_worker) out.sample(entry[key], { worker: entry.worker });
+  }
 
   // ── upstream pool ──
   const upstream = upstreamView(sources, snapshots);
