@@ -4,6 +4,7 @@
 //
 // Flags that take a list (--forward, --http, --socks-user) APPEND to the file's entries; every other
 // flag replaces the file's value.
+// Long because it is a table: one entry per flag, then the few helpers that apply them.
 
 import { LIMITS } from "../limits.ts";
 import { LOG_FORMATS, LOG_LEVELS } from "../log.ts";

@@ -4,6 +4,7 @@
 //
 // Each check runs only when the fields it reads are individually valid (the isValidAt guard), so it
 // never piles a second complaint onto a bad field.
+// Long because it is a list: one entry per relationship, each with its own wording of the fix.
 
 import * as v from "valibot";
 import { LIMITS } from "../limits.ts";

@@ -2,6 +2,7 @@
 // src/limits.ts), section by section as the TOML file is written. Not the building blocks
 // (fields.ts), the checks across fields (relations.ts), the command line (flags.ts, load.ts) or
 // the wording of errors (errors.ts).
+// Long because it is a table: one entry per option, in the order of the TOML file.
 
 import * as v from "valibot";
 import { LIMITS } from "../limits.ts";

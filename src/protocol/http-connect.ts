@@ -13,6 +13,8 @@
 // 405 with `Allow: CONNECT`: sockpool is a tunnel, not a forward proxy for plain HTTP.
 // The head is bounded (the caller passes the bound: one pool slot holds a split head), and so is
 // the number of header lines.
+// A little over 300 lines: the decoder, the encoder and the front protocol share the bounds and
+// the status table, and the file has no I/O.
 
 import type { ProtocolErrorCode } from "./errors.ts";
 import type { Failure, HandshakeFailureCode } from "./failures.ts";

@@ -26,6 +26,8 @@
 // the new value of each word; two words read one after the other may belong to different instants
 // (a closed count can momentarily lead its opened count by one in flight, so open gauges clamp at
 // 0). Counts stay exact integers up to 2^53.
+// Long on purpose: the word layout, the one writer per block and the reader that sums the blocks
+// must agree word for word, so they live together.
 
 import type { Outcome } from "../protocol/failures.ts";
 import type { AnswerCode } from "../protocol/front.ts";

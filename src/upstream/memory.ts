@@ -28,6 +28,8 @@
 // ledger is read without the lock: a reader may see one Worker's fields from slightly different
 // moments, never a torn number on the 64-bit machines Bun runs on. Sizes are O(max_total_idle),
 // whatever the number of Workers.
+// Long on purpose: the layout, the lock and every operation that touches the shared words sit in
+// one file, so the concurrency argument can be checked in one read.
 
 import type { UpstreamPoolCounts } from "../admin/types.ts";
 import { CACHE_LINE_BYTES } from "../pool/freelist/layout.ts";

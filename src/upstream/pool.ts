@@ -30,6 +30,9 @@
 //
 // Each idle connection holds at most one buffer-pool slot, for bytes the upstream sent while idle
 // (a banner); more than a slot, or no free slot, closes it (closed_banner) rather than allocate.
+// Long (about 800 lines) on purpose: take, refill, backoff, eviction, banners and the ledger all
+// move the same per-destination state, and their invariants are read together; what stands apart
+// (shared memory, the handler table, the stats reader) is already in memory.ts, owner.ts, stats.ts.
 
 import type { Socket } from "bun";
 import {
