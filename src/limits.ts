@@ -159,6 +159,9 @@ export const LIMITS = {
   restart_delay_ms_max: 10_000,
   /** A Worker that stayed up this long is healthy again: its restart delay starts over. */
   restart_healthy_ms: 30_000,
+  /** A repeat of SIGTERM/SIGINT this soon is the same signal delivered twice (the terminal's process
+   *  group and `bun run`, which forwards it), not an operator's second one. */
+  signal_repeat_ms: 250,
   /** How long past shutdown_timeout_ms a Worker may take to report before it is terminated. */
   stop_margin_ms: 2_000,
 } as const;

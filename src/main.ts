@@ -10,14 +10,13 @@ import { TelemetryRing } from "./admin/telemetry.ts";
 import { UPSTREAM_POOL_OFF } from "./admin/upstream.ts";
 import { CONFIG_EXIT_CODE, redactSecrets } from "./config/errors.ts";
 import { loadConfig } from "./config/load.ts";
-import { workerCount } from "./config/schema.ts";
+import { type Config, workerCount } from "./config/schema.ts";
 import { fitToFileLimit, openFileLimit } from "./fd-limit.ts";
-import { parseHostPort } from "./protocol/host-port.ts";
-import type { Config } from "./config/schema.ts";
+import { LIMITS } from "./limits.ts";
 import { attachPool, createPoolMemory } from "./pool/index.ts";
 import { assertAddressesFree, type ListenAddress, unresolvedName } from "./port-probe.ts";
 import { planReload, switchableLogger } from "./reload.ts";
-import { formatHostPort } from "./protocol/host-port.ts";
+import { formatHostPort, parseHostPort } from "./protocol/host-port.ts";
 import { hashPassword } from "./proxy/credentials.ts";
 import type { ListenerInfo } from "./proxy/server.ts";
 import { Supervisor } from "./supervisor.ts";
@@ -338,7 +337,18 @@ function describe(listener: ListenerInfo) {
 /** Set while the drain delay runs: ends it early (a second signal). */
 let endDrainDelay: (() => void) | null = null;
 
+/** When the first SIGTERM/SIGINT arrived (performance.now()), to tell a repeat from a second one. */
+let firstSignalAt = 0;
+
 async function stop(signal: string): Promise<void> {
+  if (stopping && performance.now() - firstSignalAt < LIMITS.signal_repeat_ms) {
+    // The same signal delivered twice: Ctrl-C reaches `bun run serve` and this process alike, and
+    // `bun run` forwards it. An operator's second signal comes later.
+    log.debug(
+      `${signal} repeated within ${LIMITS.signal_repeat_ms} ms: one signal, already stopping`,
+    );
+    return;
+  }
   if (stopping) {
     // A second signal during the drain (or its delay): the operator does not want to wait.
     log.warn(`second ${signal} while stopping: closing every connection now`, {
@@ -349,6 +359,7 @@ async function stop(signal: string): Promise<void> {
     return;
   }
   stopping = true; // from now /readyz answers 503, while the Workers drain
+  firstSignalAt = performance.now();
   let graceMs = running.server.shutdown_timeout_ms;
   const delayMs = running.server.drain_delay_ms;
   log.info("stopping", {

@@ -12,6 +12,7 @@ import type {
   TelemetryEvent,
   TelemetryResponse,
 } from "../../src/admin/types.ts";
+import { LIMITS } from "../../src/limits.ts";
 import { cleanup } from "../support/cleanup.ts";
 import { runCli, spawnProxy } from "../support/proxy-process.ts";
 import { connectTcp } from "../support/sockets.ts";
@@ -231,6 +232,9 @@ describe("/readyz", () => {
     const proxy = await spawnProxy(["--config", config]);
     proxy.process.kill("SIGTERM");
     while ((await fetch(`http://${proxy.admin}/readyz`)).status !== 503) await Bun.sleep(10);
+    // A repeat within LIMITS.signal_repeat_ms is taken for one signal delivered twice; an
+    // operator's second signal comes later, which is what this waits for.
+    await Bun.sleep(LIMITS.signal_repeat_ms + 50);
     proxy.process.kill("SIGTERM");
     expect(await withDeadline(proxy.process.exited, 10_000, "the proxy to exit")).toBe(0);
   });
