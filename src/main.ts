@@ -128,6 +128,9 @@ const supervisor = new Supervisor(config, memory, workers, log);
 const telemetry = new TelemetryRing();
 supervisor.onEvent = (event, worker) => telemetry.push(event, worker);
 let stopping = false;
+/** When the first SIGTERM/SIGINT arrived (performance.now()), to tell a repeat from a second one.
+ *  Declared here, before the handlers are installed: a signal may come during the start. */
+let firstSignalAt = 0;
 let started = false;
 let listening: ListenerInfo[] = [];
 const reloads = { ok: 0, rejected: 0 };
@@ -336,9 +339,6 @@ function describe(listener: ListenerInfo) {
 
 /** Set while the drain delay runs: ends it early (a second signal). */
 let endDrainDelay: (() => void) | null = null;
-
-/** When the first SIGTERM/SIGINT arrived (performance.now()), to tell a repeat from a second one. */
-let firstSignalAt = 0;
 
 async function stop(signal: string): Promise<void> {
   if (stopping && performance.now() - firstSignalAt < LIMITS.signal_repeat_ms) {
